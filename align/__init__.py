@@ -1,0 +1,1 @@
+"""Alignment: the demo model, round orchestration, TRL stage runners, the worker and the ``geoalign`` CLI."""

@@ -1,0 +1,376 @@
+"""The ``geoalign`` command line. Every subcommand has ``--help``; errors are one line on stderr, exit code 2.
+
+    geoalign demo                       # set everything up and start the app
+    geoalign db upgrade                 # migrate the database named by DATABASE_URL
+    geoalign import examples gold.jsonl --region en-GB-manchester --dry-run
+    geoalign status
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from db.errors import GeoAlignError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    pass
+
+
+def _settings():
+    from db.settings import get_settings
+
+    return get_settings()
+
+
+def _engine(require_migrated: bool = True):
+    from db import migrate
+    from db.session import get_engine
+
+    engine = get_engine(_settings().database_url)
+    if require_migrated:
+        migrate.require_current(engine)
+    return engine
+
+
+# ------------------------------------------------------------------------------------------------------ db
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from db import migrate
+
+    engine = _engine(require_migrated=False)
+    migrate.upgrade(engine, args.revision)
+    print(f"database at revision {migrate.current_revision(engine)} ({engine.url.render_as_string(True)})")
+    return 0
+
+
+def cmd_db_downgrade(args: argparse.Namespace) -> int:
+    from db import migrate
+
+    engine = _engine(require_migrated=False)
+    migrate.downgrade(engine, args.revision)
+    print(f"database at revision {migrate.current_revision(engine) or 'base (empty)'}")
+    return 0
+
+
+def cmd_db_current(args: argparse.Namespace) -> int:
+    from db import migrate
+
+    current = migrate.current_revision(_engine(require_migrated=False))
+    head = migrate.head_revision()
+    print(f"current: {current or 'empty'}; head: {head}{'' if current == head else ' (run geoalign db upgrade)'}")
+    return 0
+
+
+# -------------------------------------------------------------------------------------------------- import
+
+
+def cmd_import_regions(args: argparse.Namespace) -> int:
+    from collect.ingest import import_regions
+    from db.session import session_scope
+
+    with session_scope(_engine()) as session:
+        codes = import_regions(session, Path(args.path), dry_run=args.dry_run)
+        if args.dry_run:
+            session.rollback()
+    print(f"{'would import' if args.dry_run else 'imported'} {len(codes)} regions: {', '.join(codes)}")
+    return 0
+
+
+def cmd_import_examples(args: argparse.Namespace) -> int:
+    from collect.ingest import import_examples
+    from collect.tags import ensure_default_tags
+    from db.session import session_scope
+
+    with session_scope(_engine()) as session:
+        ensure_default_tags(session)
+        report = import_examples(session, Path(args.path), region=args.region, dry_run=args.dry_run)
+        if args.dry_run:
+            session.rollback()
+    print(report.summary())
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------- model
+
+
+def cmd_model_build_demo(args: argparse.Namespace) -> int:
+    from align.demo_model import DemoModelConfig, build_demo_model, is_built
+    from collect.datasets import sft_rows
+    from db.session import session_scope
+
+    settings = _settings()
+    out = Path(args.output) if args.output else settings.demo_model_dir
+    if is_built(out) and not args.force:
+        print(f"demo model already built at {out} (use --force to rebuild)")
+        return 0
+    with session_scope(_engine()) as session:
+        rows = sft_rows(session, splits=("train",))
+    if not rows:
+        raise GeoAlignError("no train-split gold examples in the database: run `geoalign demo --no-app` first")
+    config = DemoModelConfig(epochs=args.epochs) if args.epochs else DemoModelConfig()
+    report = build_demo_model([r["prompt"] + r["completion"] for r in rows], out, config, progress=True)
+    print(f"built {out}: {report['parameters']:,} parameters, vocab {report['vocab_size']}, "
+          f"{report['steps']} steps, final loss {report['final_loss']}, {report['seconds']} s")
+    return 0
+
+
+def cmd_model_list(args: argparse.Namespace) -> int:
+    from align.registry import list_versions
+    from db.session import session_scope
+
+    with session_scope(_engine()) as session:
+        versions = list_versions(session)
+        if not versions:
+            print("no model versions yet (geoalign demo creates `base`)")
+        for v in versions:
+            parent = v.parent.name if v.parent else "-"
+            print(f"{v.name:24} parent={parent:16} status={v.status.value:8} base={v.base_model}"
+                  f"{' adapter=' + v.adapter_path if v.adapter_path else ''}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------- pairs
+
+
+def cmd_pairs_generate(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from align.registry import get_version
+    from align.sampling import DecodingParams, generate_candidates
+    from collect.pairing import make_pairs
+    from db.errors import NotFound
+    from db.models import Prompt, Region, Split
+    from db.session import session_scope
+
+    params = DecodingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p)
+    with session_scope(_engine()) as session:
+        version_a = get_version(session, args.version)
+        version_b = get_version(session, args.against) if args.against else version_a
+        stmt = select(Prompt.id).join(Region).where(Prompt.split.in_([Split(s) for s in args.split]))
+        if args.region:
+            known = set(session.scalars(select(Region.code)))
+            for code in args.region:
+                if code not in known:
+                    raise NotFound(f"unknown region {code!r}; known: {', '.join(sorted(known))}")
+            stmt = stmt.where(Region.code.in_(args.region))
+        prompt_ids = list(session.scalars(stmt.order_by(Prompt.content_hash).limit(args.limit)))
+        if not prompt_ids:
+            raise NotFound("no prompts match the region and split filters")
+        added = 0
+        for version in {version_a.id: version_a, version_b.id: version_b}.values():
+            added += generate_candidates(session, version, prompt_ids, samples_per_prompt=args.samples,
+                                         params=params, seed=args.seed)
+        pairs = make_pairs(session, prompt_ids, version_a, version_b, seed=args.seed)
+    print(f"{len(prompt_ids)} prompts: {added} new generations, {pairs} new pairs "
+          f"({version_a.name} vs {version_b.name})")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------- users
+
+
+def cmd_users_add(args: argparse.Namespace) -> int:
+    from collect.accounts import create_user, new_password
+    from db.session import session_scope
+
+    password = os.environ.get(args.password_env) if args.password_env else None
+    if args.password_env and not password:
+        raise GeoAlignError(f"environment variable {args.password_env} is empty or unset")
+    generated = password is None
+    password = password or new_password()
+    with session_scope(_engine()) as session:
+        create_user(session, args.username, password, args.role, args.region)
+    print(f"created {args.username} ({', '.join(args.role)})"
+          + (f"; password (shown once): {password}" if generated else ""))
+    return 0
+
+
+def cmd_users_reset_password(args: argparse.Namespace) -> int:
+    from collect.accounts import new_password, reset_password
+    from db.session import session_scope
+
+    password = os.environ.get(args.password_env) if args.password_env else None
+    if args.password_env and not password:
+        raise GeoAlignError(f"environment variable {args.password_env} is empty or unset")
+    generated = password is None
+    password = password or new_password()
+    with session_scope(_engine()) as session:
+        reset_password(session, args.username, password)
+    print(f"password of {args.username} reset" + (f"; new password (shown once): {password}" if generated else ""))
+    return 0
+
+
+def cmd_users_list(args: argparse.Namespace) -> int:
+    from collect.accounts import list_users
+    from db.session import session_scope
+
+    with session_scope(_engine()) as session:
+        users = list_users(session)
+        if not users:
+            print("no users yet")
+        for u in users:
+            regions = ",".join(r.code for r in u.regions) or "-"
+            print(f"{u.username:24} roles={','.join(sorted(u.role_names)):28} regions={regions}"
+                  f"{'' if u.is_active else ' (inactive)'}")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------- status/demo
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from collect.overview import model_version_count, region_overview
+    from db.session import session_scope
+
+    with session_scope(_engine()) as session:
+        rows = region_overview(session)
+        versions = model_version_count(session)
+    if not rows:
+        print("no regions yet: run `geoalign demo` or `geoalign import regions`")
+        return 0
+    print(f"{'region':22} {'prompts':>8} {'examples':>9} {'pairs':>6} {'votes':>6} {'waiting':>8}")
+    for r in rows:
+        print(f"{r['region']:22} {r['prompts']:8} {r['examples']:9} {r['pairs']:6} {r['votes']:6} {r['pairs_waiting']:8}")
+    print(f"model versions: {versions}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from align.demo import run_demo, start_app
+
+    settings = _settings()
+    result = run_demo(settings, epochs=args.epochs, pairs_per_region=args.pairs_per_region, seed=args.seed)
+    if result.credentials:
+        print("\nAccounts created (passwords are shown this once; reset with `geoalign users reset-password`):")
+        for user, password in result.credentials.items():
+            print(f"  {user:28} {password}")
+    if args.no_app:
+        print("\ndone; start the app with `geoalign demo` or `streamlit run app.py`")
+        return 0
+    print(f"\nstarting the app on http://localhost:{args.port} (Ctrl-C to stop)")
+    return start_app(port=args.port)
+
+
+# ---------------------------------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="geoalign", formatter_class=_Formatter,
+        description="Collect human preferences on regional marketing copy and align models on them with TRL.\n\n"
+                    "Configuration comes from the environment: DATABASE_URL (default: SQLite under GEOALIGN_HOME),\n"
+                    "GEOALIGN_HOME (default ./.geoalign), GEOALIGN_BASE_MODEL (default: the built demo model).",
+        epilog="Run `geoalign COMMAND --help` for the options of each command.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(parent, name: str, handler: Handler, help: str, description: str | None = None):
+        p = parent.add_parser(name, help=help, description=description or help, formatter_class=_Formatter)
+        p.set_defaults(handler=handler)
+        return p
+
+    def group(name: str, help: str):
+        p = sub.add_parser(name, help=help, description=help, formatter_class=_Formatter)
+        return p.add_subparsers(dest=f"{name}_command", required=True, metavar="SUBCOMMAND")
+
+    p = add(sub, "demo", cmd_demo, "set up the demo (migrate, data, accounts, model, pairs) and start the app",
+            "Migrate the database, import the bundled demo regions and gold examples, create an admin and one "
+            "reviewer per region, build the demo model if missing, sample the first pairs and start the app. "
+            "Running it again changes nothing that exists.")
+    p.add_argument("--no-app", action="store_true", help="set everything up but do not start the app")
+    p.add_argument("--port", type=int, default=8501, help="port for the Streamlit app")
+    p.add_argument("--epochs", type=float, default=None, help="demo model training epochs (default: built-in)")
+    p.add_argument("--pairs-per-region", type=int, default=12, help="first pairs to create per region")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+
+    db = group("db", "database schema (Alembic migrations)")
+    p = add(db, "upgrade", cmd_db_upgrade, "migrate the database to the latest revision")
+    p.add_argument("--revision", default="head", help="target revision")
+    p = add(db, "downgrade", cmd_db_downgrade, "migrate the database down (drops data!)")
+    p.add_argument("--revision", required=True, help="target revision, e.g. base")
+    add(db, "current", cmd_db_current, "show the database's revision and the code's head")
+
+    imp = group("import", "import regions and gold examples (validated, all-or-nothing)")
+    p = add(imp, "regions", cmd_import_regions, "create or update regions from region.json / regions.jsonl")
+    p.add_argument("path", help="a .json or .jsonl file of region profiles")
+    p.add_argument("--dry-run", action="store_true", help="validate and report, write nothing")
+    p = add(imp, "examples", cmd_import_examples, "import gold examples (prompt + completion)",
+            "Import gold examples from JSONL, JSON or CSV. Fields: prompt, completion, task_type "
+            "(ad_copy, meta_description, social_post, email_subject), region (or --region), tags, month.")
+    p.add_argument("path", help="a .jsonl, .json or .csv file")
+    p.add_argument("--region", help="region code for every row (rows may also carry a region column)")
+    p.add_argument("--dry-run", action="store_true", help="validate and report, write nothing")
+
+    mdl = group("model", "base model and model versions")
+    p = add(mdl, "build-demo", cmd_model_build_demo, "build the tiny demo policy (tokenizer + Qwen2) from the demo data")
+    p.add_argument("--force", action="store_true", help="rebuild even if it exists")
+    p.add_argument("--epochs", type=float, default=None, help="training epochs (default: built-in)")
+    p.add_argument("--output", help="model directory (default: GEOALIGN_HOME/models/demo-base)")
+    add(mdl, "list", cmd_model_list, "list model versions with their parents")
+
+    prs = group("pairs", "candidate generation and pairs for review")
+    p = add(prs, "generate", cmd_pairs_generate, "sample candidates and pair them for review",
+            "Sample outputs of --version (and --against) for matching prompts, store them as generations "
+            "with their decoding parameters and seed, and add pairs to the review queue. Idempotent.")
+    p.add_argument("--version", default="base", help="model version to sample")
+    p.add_argument("--against", help="second model version (default: a second sample of --version)")
+    p.add_argument("--region", action="append", help="region code (repeatable; default: all)")
+    p.add_argument("--split", action="append", choices=["train", "val", "test"], default=None,
+                   help="prompt split (repeatable; default: train)")
+    p.add_argument("--limit", type=int, default=50, help="maximum number of prompts")
+    p.add_argument("--samples", type=int, default=2, help="samples per prompt and version")
+    p.add_argument("--max-new-tokens", type=int, default=96, help="decoding: maximum new tokens")
+    p.add_argument("--temperature", type=float, default=0.9, help="decoding: temperature")
+    p.add_argument("--top-p", type=float, default=0.95, help="decoding: nucleus sampling mass")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+
+    usr = group("users", "accounts, roles and regions")
+    p = add(usr, "add", cmd_users_add, "create a user (prints a generated password once)")
+    p.add_argument("username")
+    p.add_argument("--role", action="append", required=True, choices=["reviewer", "engineer", "lead", "admin"],
+                   help="role (repeatable)")
+    p.add_argument("--region", action="append", default=[], help="region code the user reviews (repeatable)")
+    p.add_argument("--password-env", help="read the password from this environment variable instead")
+    p = add(usr, "reset-password", cmd_users_reset_password, "set a new password (prints a generated one once)")
+    p.add_argument("username")
+    p.add_argument("--password-env", help="read the new password from this environment variable instead")
+    add(usr, "list", cmd_users_list, "list users with roles and regions")
+
+    add(sub, "status", cmd_status, "prompts, examples, pairs and votes per region")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "split", ()) is None:
+        args.split = ["train"]
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.handler(args)
+    except GeoAlignError as exc:
+        print(f"geoalign: error: {exc}", file=sys.stderr)
+    except SQLAlchemyError as exc:
+        detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        print(f"geoalign: error: database ({type(exc).__name__}): {detail}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("geoalign: interrupted", file=sys.stderr)
+        return 130
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""``geoalign demo``: from an empty folder to a running app with pairs waiting, idempotently.
+
+    geoalign demo               # migrate, import, accounts, demo model, first pairs, then the app on :8501
+    geoalign demo --no-app      # everything but starting the app
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import select
+
+from align.demo_model import DemoModelConfig, build_demo_model, is_built
+from align.registry import ensure_base_version
+from align.sampling import DecodingParams, generate_candidates
+from collect.accounts import create_user, new_password
+from collect.datasets import sft_rows
+from collect.ingest import import_examples, import_regions
+from collect.pairing import make_pairs
+from collect.tags import ensure_default_tags
+from db import migrate
+from db.models import Prompt, Region, Split, User
+from db.session import get_engine, session_scope
+from db.settings import Settings
+
+DEMO_DATA = Path(__file__).resolve().parent.parent / "collect" / "demo_data"
+APP = Path(__file__).resolve().parent.parent / "app.py"
+
+
+@dataclass
+class DemoResult:
+    regions: list[str] = field(default_factory=list)
+    examples_created: int = 0
+    credentials: dict[str, str] = field(default_factory=dict)  # only accounts created by this run
+    model_report: dict | None = None
+    generations_created: int = 0
+    pairs_created: int = 0
+
+
+def demo_region_dirs(root: Path = DEMO_DATA) -> list[Path]:
+    return sorted(p for p in root.iterdir() if (p / "region.json").exists())
+
+
+def reviewer_name(region_code: str) -> str:
+    """``en-GB-manchester`` → ``reviewer-manchester``."""
+    return "reviewer-" + region_code.split("-", 2)[-1]
+
+
+def import_demo_data(settings: Settings, root: Path = DEMO_DATA) -> tuple[list[str], int]:
+    """Import the bundled regions and gold examples through the ordinary importers."""
+    codes, created = [], 0
+    with session_scope(get_engine(settings.database_url)) as session:
+        ensure_default_tags(session)
+        for folder in demo_region_dirs(root):
+            codes += import_regions(session, folder / "region.json")
+        session.flush()
+        for folder in demo_region_dirs(root):
+            created += import_examples(session, folder / "examples.jsonl", region=folder.name).examples_created
+    return codes, created
+
+
+def ensure_demo_users(settings: Settings, codes: list[str], environ=os.environ) -> dict[str, str]:
+    """An admin and one reviewer per region; returns the credentials of accounts created now (never stored)."""
+    created = {}
+    wanted = [("admin", ["admin", "engineer", "lead"], [], environ.get("GEOALIGN_ADMIN_PASSWORD"))]
+    wanted += [(reviewer_name(c), ["reviewer"], [c], environ.get("GEOALIGN_REVIEWER_PASSWORD")) for c in codes]
+    with session_scope(get_engine(settings.database_url)) as session:
+        have = set(session.scalars(select(User.username)))
+        for username, roles, regions, password in wanted:
+            if username in have:
+                continue
+            password = password or new_password()
+            create_user(session, username, password, roles, regions)
+            created[username] = password
+    return created
+
+
+def first_pair_prompts(settings: Settings, per_region: int) -> dict[str, list[int]]:
+    """Train-split prompts for the first pairs: per region, spread over task types, in a stable order."""
+    out: dict[str, list[int]] = {}
+    with session_scope(get_engine(settings.database_url)) as session:
+        for region in session.scalars(select(Region).order_by(Region.code)):
+            prompts = session.scalars(
+                select(Prompt).where(Prompt.region_id == region.id, Prompt.split == Split.train)
+                .order_by(Prompt.content_hash)
+            ).all()
+            by_task: dict[str, list[int]] = {}
+            for p in prompts:
+                by_task.setdefault(p.task_type.value, []).append(p.id)
+            picked: list[int] = []
+            while len(picked) < per_region and any(by_task.values()):  # round-robin over task types
+                for ids in by_task.values():
+                    if ids and len(picked) < per_region:
+                        picked.append(ids.pop(0))
+            out[region.code] = picked
+    return out
+
+
+def run_demo(settings: Settings, epochs: float | None = None, pairs_per_region: int = 12, seed: int = 0,
+             progress: bool = True, say: Callable[[str], None] = print) -> DemoResult:
+    """Everything ``geoalign demo`` does before starting the app. Safe to run any number of times."""
+    result = DemoResult()
+    settings.ensure_dirs()
+    engine = get_engine(settings.database_url)
+    say(f"1/5 migrating {engine.url.render_as_string(hide_password=True)}")
+    migrate.upgrade(engine)
+
+    result.regions, result.examples_created = import_demo_data(settings)
+    say(f"2/5 demo data: {len(result.regions)} regions, {result.examples_created} new gold examples")
+
+    result.credentials = ensure_demo_users(settings, result.regions)
+    say(f"3/5 accounts: {len(result.credentials)} created" if result.credentials else "3/5 accounts: already set up")
+
+    model_dir = Path(settings.base_model)
+    if settings.base_model == str(settings.demo_model_dir) and not is_built(model_dir):
+        with session_scope(engine) as session:
+            rows = sft_rows(session, splits=("train",))
+        say(f"4/5 building the demo model from {len(rows)} train-split examples")
+        config = DemoModelConfig() if epochs is None else DemoModelConfig(epochs=epochs)
+        result.model_report = build_demo_model([r["prompt"] + r["completion"] for r in rows], model_dir, config,
+                                               progress=progress)
+        say(f"    {result.model_report['parameters']:,} parameters, {result.model_report['seconds']} s")
+    else:
+        say(f"4/5 base model: {settings.base_model}")
+
+    prompts = first_pair_prompts(settings, pairs_per_region)
+    all_ids = [pid for ids in prompts.values() for pid in ids]
+    with session_scope(engine) as session:
+        base = ensure_base_version(session, settings.base_model)
+        result.generations_created = generate_candidates(session, base, all_ids, samples_per_prompt=2,
+                                                         params=DecodingParams(), seed=seed, progress=progress)
+        result.pairs_created = make_pairs(session, all_ids, base, base, seed=seed)
+    say(f"5/5 first pairs (base sample vs base sample): {result.pairs_created} new, "
+        f"{result.generations_created} new generations")
+    return result
+
+
+def start_app(port: int = 8501, headless: bool = True) -> int:
+    """Run the Streamlit app in the foreground until it exits (Ctrl-C stops it)."""
+    cmd = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(port),
+           "--server.headless", str(headless).lower(), "--browser.gatherUsageStats", "false"]
+    try:
+        return subprocess.call(cmd)
+    except KeyboardInterrupt:
+        return 0

@@ -1,0 +1,87 @@
+"""Accounts: creating users with argon2-hashed passwords, roles and regions."""
+
+from __future__ import annotations
+
+import secrets
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from db.errors import NotFound, ValidationError
+from db.models import AuditEvent, Region, Role, User, UserRole
+
+_hasher = PasswordHasher()
+MIN_PASSWORD_LENGTH = 10
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def new_password() -> str:
+    """A random password that is easy to type from a terminal (URL-safe, 16 characters)."""
+    return secrets.token_urlsafe(12)
+
+
+def _roles(names: list[str]) -> list[Role]:
+    valid = [r.value for r in Role]
+    bad = [n for n in names if n not in valid]
+    if bad or not names:
+        raise ValidationError(f"roles {bad or names} invalid; choose from {valid}")
+    return [Role(n) for n in dict.fromkeys(names)]
+
+
+def _regions(session: Session, codes: list[str]) -> list[Region]:
+    found = {r.code: r for r in session.scalars(select(Region).where(Region.code.in_(codes)))}
+    missing = [c for c in codes if c not in found]
+    if missing:
+        known = ", ".join(session.scalars(select(Region.code).order_by(Region.code)))
+        raise NotFound(f"unknown region {missing[0]!r}; known: {known or 'none'}")
+    return [found[c] for c in codes]
+
+
+def create_user(session: Session, username: str, password: str, roles: list[str], regions: list[str] = ()) -> User:
+    """Create a user; fails clearly if the name is taken, a role or region is unknown, or the password is short."""
+    username = username.strip()
+    if not username:
+        raise ValidationError("username is empty")
+    if session.scalar(select(User.id).where(User.username == username)) is not None:
+        raise ValidationError(f"user {username!r} already exists")
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ValidationError(f"password for {username!r} is shorter than {MIN_PASSWORD_LENGTH} characters")
+    user = User(username=username, password_hash=hash_password(password),
+                roles=[UserRole(role=r) for r in _roles(list(roles))], regions=_regions(session, list(regions)))
+    session.add(user)
+    session.flush()
+    session.add(AuditEvent(action="create_user", entity="user", entity_id=user.id,
+                           details={"username": username, "roles": list(roles), "regions": list(regions)}))
+    return user
+
+
+def reset_password(session: Session, username: str, password: str) -> User:
+    """Give ``username`` a new password and lift any login lock."""
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise NotFound(f"unknown user {username!r}")
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ValidationError(f"password for {username!r} is shorter than {MIN_PASSWORD_LENGTH} characters")
+    user.password_hash = hash_password(password)
+    user.failed_logins = 0
+    user.locked_until = None
+    session.add(AuditEvent(action="reset_password", entity="user", entity_id=user.id, details={"username": username}))
+    session.flush()
+    return user
+
+
+def list_users(session: Session) -> list[User]:
+    return list(session.scalars(select(User).order_by(User.username)))
+

@@ -1,0 +1,74 @@
+"""Turn stored generations into ``Pair`` rows for the review queue."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from collect.splits import normalize_text
+from db.models import Generation, ModelVersion, Pair, Prompt
+
+
+def make_pairs(session: Session, prompt_ids: list[int], version_a: ModelVersion, version_b: ModelVersion | None = None,
+               per_prompt: int = 1, round_id: int | None = None, seed: int = 0) -> int:
+    """Pair generations of ``version_a`` with those of ``version_b`` (or two of ``version_a``'s own samples).
+
+    Each pair is two different, non-identical texts for the same prompt; a pair of generations is never stored
+    twice (in either order) and a prompt gets at most ``per_prompt`` pairs per version pairing. Which generation
+    becomes "a" is shuffled with ``seed``, and the side shown left is drawn again per reviewer assignment.
+    Returns how many pairs were created.
+    """
+    version_b = version_b or version_a
+    rng = random.Random(seed)
+    gens = session.scalars(
+        select(Generation).where(Generation.prompt_id.in_(prompt_ids),
+                                 Generation.model_version_id.in_({version_a.id, version_b.id}))
+        .order_by(Generation.id)
+    ).all()
+    by_key: dict[tuple[int, int], list[Generation]] = {}
+    for g in gens:
+        by_key.setdefault((g.prompt_id, g.model_version_id), []).append(g)
+    gen_ids = [g.id for g in gens]
+    existing = {frozenset(ab) for ab in session.execute(
+        select(Pair.generation_a_id, Pair.generation_b_id).where(Pair.generation_a_id.in_(gen_ids))
+    ).all()}
+    versions = {version_a.id, version_b.id}
+    done_per_prompt = _count_pairs(session, prompt_ids, versions)
+    region_of = dict(session.execute(select(Prompt.id, Prompt.region_id).where(Prompt.id.in_(prompt_ids))).all())
+
+    created = 0
+    for pid in prompt_ids:
+        if version_a.id == version_b.id:
+            candidates = list(itertools.combinations(by_key.get((pid, version_a.id), []), 2))
+        else:
+            candidates = list(itertools.product(by_key.get((pid, version_a.id), []),
+                                                by_key.get((pid, version_b.id), [])))
+        budget = per_prompt - done_per_prompt.get(pid, 0)
+        for g1, g2 in candidates:
+            if budget <= 0:
+                break
+            if frozenset((g1.id, g2.id)) in existing or normalize_text(g1.text) == normalize_text(g2.text):
+                continue
+            a, b = (g1, g2) if rng.random() < 0.5 else (g2, g1)
+            session.add(Pair(prompt_id=pid, region_id=region_of[pid], generation_a_id=a.id, generation_b_id=b.id,
+                             model_a_id=a.model_version_id, model_b_id=b.model_version_id, round_id=round_id))
+            existing.add(frozenset((g1.id, g2.id)))
+            budget -= 1
+            created += 1
+    session.flush()
+    return created
+
+
+def _count_pairs(session: Session, prompt_ids: list[int], versions: set[int]) -> dict[int, int]:
+    """Pairs already stored per prompt between exactly these versions (one version: self-pairs)."""
+    counts: dict[int, int] = {}
+    rows = session.execute(
+        select(Pair.prompt_id, Pair.model_a_id, Pair.model_b_id).where(Pair.prompt_id.in_(prompt_ids))
+    ).all()
+    for pid, ma, mb in rows:
+        if {ma, mb} == versions:
+            counts[pid] = counts.get(pid, 0) + 1
+    return counts

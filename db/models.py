@@ -1,0 +1,392 @@
+"""SQLAlchemy 2.0 models: the data model of DESIGN.md, with the constraints that protect it.
+
+Constraints and indexes are named explicitly (see ``NAMING``) so Alembic migrations are stable across
+SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "%(table_name)s_%(column_0_N_name)s_uq",
+    "ck": "%(table_name)s_%(constraint_name)s_ck",
+    "fk": "%(table_name)s_%(column_0_name)s_fkey",
+    "pk": "%(table_name)s_pkey",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON}
+
+
+class TaskType(str, enum.Enum):
+    ad_copy = "ad_copy"
+    meta_description = "meta_description"
+    social_post = "social_post"
+    email_subject = "email_subject"
+
+
+class Split(str, enum.Enum):
+    train = "train"
+    val = "val"
+    test = "test"
+
+
+class Role(str, enum.Enum):
+    reviewer = "reviewer"
+    engineer = "engineer"
+    lead = "lead"
+    admin = "admin"
+
+
+class Choice(str, enum.Enum):
+    a = "a"
+    b = "b"
+    tie = "tie"
+    both_bad = "both_bad"
+
+
+class Strength(str, enum.Enum):
+    slight = "slight"
+    clear = "clear"
+
+
+class Side(str, enum.Enum):
+    a = "a"
+    b = "b"
+
+
+class VersionStatus(str, enum.Enum):
+    ready = "ready"  # published: may be paired, served and used as a parent
+    retired = "retired"
+
+
+class JobStatus(str, enum.Enum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+def _enum(cls: type[enum.Enum], name: str) -> Enum:
+    # Stored as VARCHAR + CHECK on every backend: adding a value is a plain migration, no ALTER TYPE.
+    return Enum(cls, name=name, native_enum=False, create_constraint=True, length=20,
+                values_callable=lambda e: [m.value for m in e])
+
+
+user_regions = Table(
+    "user_regions",
+    Base.metadata,
+    Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("region_id", ForeignKey("regions.id", ondelete="CASCADE"), primary_key=True),
+)
+
+example_tags = Table(
+    "example_tags",
+    Base.metadata,
+    Column("example_id", ForeignKey("examples.id", ondelete="CASCADE"), primary_key=True),
+    Column("tag_id", ForeignKey("tags.id", ondelete="RESTRICT"), primary_key=True),
+)
+
+vote_tags = Table(
+    "vote_tags",
+    Base.metadata,
+    Column("vote_id", ForeignKey("votes.id", ondelete="CASCADE"), primary_key=True),
+    Column("tag_id", ForeignKey("tags.id", ondelete="RESTRICT"), primary_key=True),
+)
+
+
+class Region(Base):
+    """A market with its own voice: locale, climate by month, local terms and references to avoid."""
+
+    __tablename__ = "regions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(128))
+    locale: Mapped[str] = mapped_column(String(16))
+    country: Mapped[str] = mapped_column(String(2))
+    currency: Mapped[str] = mapped_column(String(3))
+    hemisphere: Mapped[str] = mapped_column(String(5))
+    timezone: Mapped[str] = mapped_column(String(64))
+    profile: Mapped[str] = mapped_column(Text, default="")
+    climate_by_month: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    local_terms: Mapped[list[str]] = mapped_column(default=list)
+    avoid_terms: Mapped[list[str]] = mapped_column(default=list)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (CheckConstraint("hemisphere IN ('north', 'south')", name="hemisphere"),)
+
+
+class User(Base):
+    """A person who logs in; roles and regions decide what they may see and do."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    roles: Mapped[list[UserRole]] = relationship(cascade="all, delete-orphan", lazy="selectin")
+    regions: Mapped[list[Region]] = relationship(secondary=user_regions, lazy="selectin")
+
+    @property
+    def role_names(self) -> set[str]:
+        return {r.role.value for r in self.roles}
+
+
+class UserRole(Base):
+    __tablename__ = "user_roles"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    role: Mapped[Role] = mapped_column(_enum(Role, "role"), primary_key=True)
+
+
+class Tag(Base):
+    """An annotation tag (vocabulary is editable): on gold examples and on votes as reasons."""
+
+    __tablename__ = "tags"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)  # slug, e.g. local_idiom
+    label: Mapped[str] = mapped_column(String(128))
+    description: Mapped[str] = mapped_column(Text, default="")
+
+
+class Prompt(Base):
+    """A marketer's brief for one region and task type; its split never changes once assigned."""
+
+    __tablename__ = "prompts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    region_id: Mapped[int] = mapped_column(ForeignKey("regions.id", ondelete="RESTRICT"))
+    task_type: Mapped[TaskType] = mapped_column(_enum(TaskType, "task_type"))
+    text: Mapped[str] = mapped_column(Text)
+    month: Mapped[int | None] = mapped_column(Integer)
+    split: Mapped[Split] = mapped_column(_enum(Split, "split"))
+    source: Mapped[str] = mapped_column(String(255), default="")
+    content_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    region: Mapped[Region] = relationship(lazy="joined")
+
+    __table_args__ = (
+        UniqueConstraint("region_id", "content_hash"),
+        CheckConstraint("month IS NULL OR (month BETWEEN 1 AND 12)", name="month"),
+        Index("ix_prompts_region_split_task", "region_id", "split", "task_type"),
+    )
+
+
+class Example(Base):
+    """A gold output for a prompt: imported, or a reviewer's rewrite (then ``vote_id`` is set)."""
+
+    __tablename__ = "examples"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    prompt_id: Mapped[int] = mapped_column(ForeignKey("prompts.id", ondelete="CASCADE"), index=True)
+    region_id: Mapped[int] = mapped_column(ForeignKey("regions.id", ondelete="RESTRICT"))
+    text: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(255), default="")
+    vote_id: Mapped[int | None] = mapped_column(ForeignKey("votes.id", ondelete="SET NULL"))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    prompt: Mapped[Prompt] = relationship(lazy="joined")
+    tags: Mapped[list[Tag]] = relationship(secondary=example_tags, lazy="selectin")
+
+    __table_args__ = (UniqueConstraint("region_id", "content_hash"),)
+
+
+class ModelVersion(Base):
+    """A policy: a base model (path or hub id) plus an optional LoRA adapter, with lineage and metrics."""
+
+    __tablename__ = "model_versions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    base_model: Mapped[str] = mapped_column(String(512))
+    adapter_path: Mapped[str | None] = mapped_column(String(1024))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id", ondelete="RESTRICT"))
+    round_id: Mapped[int | None] = mapped_column(ForeignKey("rounds.id", ondelete="SET NULL"))
+    region_id: Mapped[int | None] = mapped_column(ForeignKey("regions.id", ondelete="RESTRICT"))
+    status: Mapped[VersionStatus] = mapped_column(_enum(VersionStatus, "version_status"), default=VersionStatus.ready)
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    lineage: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    parent: Mapped[ModelVersion | None] = relationship(remote_side=[id])
+
+
+class Generation(Base):
+    """One sampled output of a model version for a prompt, with the decoding parameters and seed used."""
+
+    __tablename__ = "generations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    prompt_id: Mapped[int] = mapped_column(ForeignKey("prompts.id", ondelete="CASCADE"))
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="RESTRICT"))
+    text: Mapped[str] = mapped_column(Text)
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    seed: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (Index("ix_generations_version_prompt", "model_version_id", "prompt_id"),)
+
+
+class Pair(Base):
+    """Two generations for the same prompt, to be judged blind. Versions and region are denormalised for
+    the hot queries (next pair for a reviewer, win-rates by version)."""
+
+    __tablename__ = "pairs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    prompt_id: Mapped[int] = mapped_column(ForeignKey("prompts.id", ondelete="CASCADE"))
+    region_id: Mapped[int] = mapped_column(ForeignKey("regions.id", ondelete="RESTRICT"))
+    generation_a_id: Mapped[int] = mapped_column(ForeignKey("generations.id", ondelete="CASCADE"))
+    generation_b_id: Mapped[int] = mapped_column(ForeignKey("generations.id", ondelete="CASCADE"))
+    model_a_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="RESTRICT"), index=True)
+    model_b_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="RESTRICT"), index=True)
+    round_id: Mapped[int | None] = mapped_column(ForeignKey("rounds.id", ondelete="SET NULL"))
+    is_gold: Mapped[bool] = mapped_column(Boolean, default=False)
+    gold_choice: Mapped[Choice | None] = mapped_column(_enum(Choice, "gold_choice"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    prompt: Mapped[Prompt] = relationship(lazy="joined")
+    generation_a: Mapped[Generation] = relationship(foreign_keys=[generation_a_id], lazy="joined")
+    generation_b: Mapped[Generation] = relationship(foreign_keys=[generation_b_id], lazy="joined")
+
+    __table_args__ = (
+        UniqueConstraint("generation_a_id", "generation_b_id"),
+        CheckConstraint("generation_a_id <> generation_b_id", name="distinct_generations"),
+        Index("ix_pairs_region_created", "region_id", "created_at"),
+    )
+
+
+class Assignment(Base):
+    """A pair put in front of one reviewer, with the side shown left drawn at random for them."""
+
+    __tablename__ = "assignments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pair_id: Mapped[int] = mapped_column(ForeignKey("pairs.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    shown_left: Mapped[Side] = mapped_column(_enum(Side, "side"))
+    skipped: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("pair_id", "user_id"),
+        Index("ix_assignments_user_created", "user_id", "created_at"),
+    )
+
+
+class Vote(Base):
+    """One reviewer's judgement of one pair; at most one per (pair, reviewer), enforced by the database."""
+
+    __tablename__ = "votes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pair_id: Mapped[int] = mapped_column(ForeignKey("pairs.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    region_id: Mapped[int] = mapped_column(ForeignKey("regions.id", ondelete="RESTRICT"))
+    choice: Mapped[Choice] = mapped_column(_enum(Choice, "choice"))
+    strength: Mapped[Strength | None] = mapped_column(_enum(Strength, "strength"))
+    comment: Mapped[str] = mapped_column(Text, default="")
+    rewrite: Mapped[str | None] = mapped_column(Text)
+    rewrite_of: Mapped[Side | None] = mapped_column(_enum(Side, "rewrite_of"))
+    shown_left: Mapped[Side] = mapped_column(_enum(Side, "shown_left"))
+    seconds_taken: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    tags: Mapped[list[Tag]] = relationship(secondary=vote_tags, lazy="selectin")
+
+    __table_args__ = (
+        UniqueConstraint("pair_id", "user_id"),
+        Index("ix_votes_region_created", "region_id", "created_at"),
+        Index("ix_votes_user_created", "user_id", "created_at"),
+    )
+
+
+class Round(Base):
+    """One pass of the loop (SFT → RM → DPO → RL → eval → publish) for a region or for all regions."""
+
+    __tablename__ = "rounds"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[int] = mapped_column(Integer)
+    region_id: Mapped[int | None] = mapped_column(ForeignKey("regions.id", ondelete="RESTRICT"))
+    status: Mapped[JobStatus] = mapped_column(_enum(JobStatus, "round_status"), default=JobStatus.queued)
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    completed_stages: Mapped[list[str]] = mapped_column(default=list)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Job(Base):
+    """Work for the background worker, claimed from the database, with heartbeat, progress and log."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    status: Mapped[JobStatus] = mapped_column(_enum(JobStatus, "job_status"), default=JobStatus.queued)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    progress: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    round_id: Mapped[int | None] = mapped_column(ForeignKey("rounds.id", ondelete="SET NULL"))
+    worker: Mapped[str | None] = mapped_column(String(128))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    log: Mapped[str] = mapped_column(Text, default="")
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_jobs_status_created", "status", "created_at"),)
+
+
+class AuditEvent(Base):
+    """Who did what, when: imports, account changes, rounds started, versions published."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    action: Mapped[str] = mapped_column(String(64))
+    entity: Mapped[str] = mapped_column(String(64), default="")
+    entity_id: Mapped[int | None] = mapped_column(Integer)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)

@@ -1,0 +1,73 @@
+"""Engine and session: SQLite gets WAL, foreign keys and a busy timeout; every unit of work is one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+
+from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.errors import ConfigError
+from db.settings import get_settings
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA journal_mode=WAL")  # readers (the app) never block the writer (the worker)
+    cur.execute("PRAGMA synchronous=NORMAL")  # safe with WAL; a crash loses at most the last commit
+    cur.execute("PRAGMA busy_timeout=10000")  # wait for a concurrent writer instead of failing at once
+    cur.close()
+
+
+def make_engine(url: str, echo: bool = False) -> Engine:
+    """Create an engine for ``url``; a malformed URL or missing driver becomes a ConfigError."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigError(f"DATABASE_URL {url!r} is not a valid database URL") from exc
+    kwargs: dict = {"echo": echo, "future": True}
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            from pathlib import Path
+
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        kwargs["connect_args"] = {"check_same_thread": False}
+    else:
+        kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=20)
+    try:
+        engine = create_engine(parsed, **kwargs)
+    except (NoSuchModuleError, ModuleNotFoundError, ArgumentError) as exc:
+        raise ConfigError(f"DATABASE_URL {url!r}: unsupported database or driver ({exc})") from exc
+    if parsed.get_backend_name() == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+@lru_cache(maxsize=8)
+def _engine_for(url: str, echo: bool) -> Engine:
+    return make_engine(url, echo)
+
+
+def get_engine(url: str | None = None) -> Engine:
+    """The process-wide engine for ``url`` (default: the settings' DATABASE_URL)."""
+    settings = get_settings()
+    return _engine_for(url or settings.database_url, settings.sql_echo)
+
+
+@contextmanager
+def session_scope(engine: Engine | None = None) -> Iterator[Session]:
+    """One transaction: commit when the block ends, roll back if it raises."""
+    factory = sessionmaker(bind=engine or get_engine(), expire_on_commit=False)
+    session = factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()

@@ -1,0 +1,1 @@
+"""Reward signals and ratings: rule-based regional rewards, reward models, win-rates and Bradley–Terry."""

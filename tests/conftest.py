@@ -1,0 +1,102 @@
+"""Shared fixtures: an isolated GEOALIGN_HOME per test, migrated SQLite and PostgreSQL databases, factories."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from db import migrate
+from db.session import make_engine, session_scope
+from db.settings import Settings
+
+FIXTURES = Path(__file__).parent / "fixtures"
+PG_ADMIN_URL = os.environ.get("GEOALIGN_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    """A fresh GEOALIGN_HOME with the default (SQLite) database; nothing leaks from the developer's env."""
+    monkeypatch.setenv("GEOALIGN_HOME", str(tmp_path / "home"))
+    for var in ("DATABASE_URL", "GEOALIGN_BASE_MODEL", "GEOALIGN_ADMIN_PASSWORD", "GEOALIGN_REVIEWER_PASSWORD"):
+        monkeypatch.delenv(var, raising=False)
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def settings(home) -> Settings:
+    return Settings.from_env()
+
+
+@pytest.fixture
+def engine(settings):
+    """A migrated SQLite database under the test's GEOALIGN_HOME."""
+    eng = make_engine(settings.database_url)
+    migrate.upgrade(eng)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def pg_url():
+    """A brand-new PostgreSQL database on the local server, dropped afterwards."""
+    name = f"geoalign_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = admin.url.set(database=name).render_as_string(hide_password=False)
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def pg_engine(pg_url):
+    eng = make_engine(pg_url)
+    migrate.upgrade(eng)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_engine(request):
+    """The same test on SQLite and on PostgreSQL."""
+    return request.getfixturevalue("engine" if request.param == "sqlite" else "pg_engine")
+
+
+@pytest.fixture
+def mini_data(tmp_path) -> Path:
+    """A two-region dataset in the bundled-data layout (copied so tests may edit it)."""
+    out = tmp_path / "mini"
+    for src in (FIXTURES / "mini").iterdir():
+        dst = out / src.name
+        dst.mkdir(parents=True)
+        for f in src.iterdir():
+            (dst / f.name).write_bytes(f.read_bytes())
+    return out
+
+
+@pytest.fixture
+def loaded(engine, mini_data):
+    """``engine`` with the mini regions and examples imported."""
+    from collect.ingest import import_examples, import_regions
+    from collect.tags import ensure_default_tags
+
+    with session_scope(engine) as s:
+        ensure_default_tags(s)
+        for d in sorted(mini_data.iterdir()):
+            import_regions(s, d / "region.json")
+        s.flush()
+        for d in sorted(mini_data.iterdir()):
+            import_examples(s, d / "examples.jsonl", region=d.name)
+    return engine
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
