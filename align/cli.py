@@ -352,6 +352,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(message: str) -> str:
+    return " ".join(message.split())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -362,9 +366,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except GeoAlignError as exc:
-        print(f"geoalign: error: {exc}", file=sys.stderr)
+        print(f"geoalign: error: {_one_line(str(exc))}", file=sys.stderr)
     except SQLAlchemyError as exc:
-        detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        detail = _one_line(str(getattr(exc, "orig", None) or exc))
         print(f"geoalign: error: database ({type(exc).__name__}): {detail}", file=sys.stderr)
     except KeyboardInterrupt:
         print("geoalign: interrupted", file=sys.stderr)

@@ -100,3 +100,21 @@ def loaded(engine, mini_data):
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """The demo model architecture, trained briefly on the mini corpus (built once per test session)."""
+    from align.demo_model import DemoModelConfig, build_demo_model
+    from collect.prompting import format_prompt
+
+    docs = []
+    for folder in sorted((FIXTURES / "mini").iterdir()):
+        region = json.loads((folder / "region.json").read_text())
+        for line in (folder / "examples.jsonl").read_text().splitlines():
+            row = json.loads(line)
+            docs.append(format_prompt(region["name"], region["locale"], row["task_type"], row["prompt"])
+                        + row["completion"])
+    out = tmp_path_factory.mktemp("models") / "tiny"
+    build_demo_model(docs, out, DemoModelConfig(epochs=20, batch_size=8), progress=False)
+    return out

@@ -1,0 +1,29 @@
+# The two commands of the README: `make demo` (set up, then run the demo) and `make test` (set up, then test).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: setup demo test lint clean
+
+setup: $(VENV)/.installed
+
+# torch goes in first, pinned to the CPU build that pip finds on this machine's disk: an unpinned torch
+# (asked for by trl/peft) would pull a multi-GB CUDA build. pyproject's range is then already satisfied.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+demo: setup
+	$(BIN)/geoalign demo
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) .geoalign .pytest_cache

@@ -1,0 +1,103 @@
+"""The CLI: useful --help everywhere, one-line errors with exit code 2 and no traceback."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from align.cli import build_parser, main
+
+SUBCOMMANDS = [
+    ["demo"], ["status"], ["db", "upgrade"], ["db", "downgrade"], ["db", "current"], ["import", "regions"],
+    ["import", "examples"], ["model", "build-demo"], ["model", "list"], ["pairs", "generate"], ["users", "add"],
+    ["users", "list"], ["users", "reset-password"],
+]
+
+
+@pytest.mark.parametrize("words", SUBCOMMANDS, ids=" ".join)
+def test_every_subcommand_has_help(words, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([*words, "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: geoalign " + " ".join(words)) and len(out.splitlines()) >= 4
+
+
+def test_top_level_help_lists_commands_and_configuration():
+    text = build_parser().format_help()
+    for word in ("demo", "db", "import", "model", "pairs", "users", "status", "DATABASE_URL", "GEOALIGN_HOME"):
+        assert word in text
+
+
+def _run(args, env_extra, cwd):
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "GEOALIGN_HOME")} | env_extra
+    return subprocess.run([sys.executable, "-m", "align.cli", *args], capture_output=True, text=True, env=env,
+                          cwd=cwd, timeout=120)
+
+
+@pytest.mark.parametrize("url, needle", [
+    ("nonsense://", "DATABASE_URL 'nonsense://'"),
+    ("postgresql+psycopg://nobody@127.0.0.1:1/x", "cannot reach database"),
+    ("not a url", "is not a URL"),
+])
+def test_bad_database_url_is_one_line(url, needle, tmp_path):
+    result = _run(["db", "upgrade"], {"DATABASE_URL": url, "GEOALIGN_HOME": str(tmp_path)}, tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("geoalign: error:") and needle in lines[0]
+
+
+def test_commands_on_an_unmigrated_database_say_so(home, capsys):
+    assert main(["status"]) == 2
+    assert "geoalign db upgrade" in capsys.readouterr().err
+
+
+def test_import_errors_name_the_problem(home, mini_data, capsys):
+    assert main(["db", "upgrade"]) == 0
+    assert main(["import", "regions", str(mini_data / "en-GB-leeds" / "region.json")]) == 0
+    capsys.readouterr()
+    assert main(["import", "examples", str(home / "nope.jsonl"), "--region", "en-GB-leeds"]) == 2
+    assert "nope.jsonl: file not found" in capsys.readouterr().err
+    path = str(mini_data / "en-GB-leeds" / "examples.jsonl")
+    assert main(["import", "examples", path, "--region", "xx-nowhere"]) == 2
+    assert "unknown region 'xx-nowhere'" in capsys.readouterr().err
+    assert main(["import", "examples", path, "--region", "en-GB-leeds", "--dry-run"]) == 0
+    assert "would import 12 examples" in capsys.readouterr().out
+    assert main(["import", "examples", path, "--region", "en-GB-leeds"]) == 0
+    assert "imported 12 examples" in capsys.readouterr().out
+    assert main(["status"]) == 0
+    out = capsys.readouterr().out
+    assert "en-GB-leeds" in out and " 12 " in out
+
+
+def test_users_add_list_reset(home, mini_data, capsys, monkeypatch):
+    from collect.accounts import verify_password
+    from db.models import User
+    from db.session import get_engine, session_scope
+
+    main(["db", "upgrade"])
+    main(["import", "regions", str(mini_data / "en-AU-perth" / "region.json")])
+    monkeypatch.setenv("PW", "correct horse battery")
+    assert main(["users", "add", "ana", "--role", "reviewer", "--region", "en-AU-perth", "--password-env", "PW"]) == 0
+    assert main(["users", "add", "ana", "--role", "lead"]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main(["users", "add", "bo", "--role", "reviewer", "--region", "en-XX-atlantis"]) == 2
+    assert "unknown region 'en-XX-atlantis'" in capsys.readouterr().err
+    assert main(["users", "list"]) == 0
+    assert "regions=en-AU-perth" in capsys.readouterr().out
+    assert main(["users", "reset-password", "ana"]) == 0
+    new = capsys.readouterr().out.rsplit(": ", 1)[1].strip()
+    with session_scope(get_engine()) as s:
+        user = s.query(User).filter_by(username="ana").one()
+        assert verify_password(user.password_hash, new) and not verify_password(user.password_hash, "correct horse battery")
+    assert main(["users", "reset-password", "nobody"]) == 2
+    assert "unknown user 'nobody'" in capsys.readouterr().err
+
+
+def test_pairs_generate_rejects_unknown_things(home, capsys):
+    main(["db", "upgrade"])
+    capsys.readouterr()
+    assert main(["pairs", "generate", "--version", "v9"]) == 2
+    assert "unknown model version 'v9'" in capsys.readouterr().err
