@@ -177,6 +177,32 @@ def cmd_pairs_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pairs_list(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from db.errors import NotFound
+    from db.models import Pair, Region
+    from db.session import session_scope
+
+    with session_scope(_engine()) as session:
+        stmt = select(Pair).order_by(Pair.id.desc()).limit(args.limit)
+        if args.region:
+            region_id = session.scalar(select(Region.id).where(Region.code == args.region))
+            if region_id is None:
+                raise NotFound(f"unknown region {args.region!r}")
+            stmt = stmt.where(Pair.region_id == region_id)
+        pairs = session.scalars(stmt).all()
+        if not pairs:
+            print("no pairs yet: `geoalign demo` or `geoalign pairs generate` makes some")
+        for pair in pairs:
+            print(f"pair {pair.id} · {pair.prompt.region.code} · {pair.prompt.task_type.value} · "
+                  f"split {pair.prompt.split.value}\n  brief: {pair.prompt.text}")
+            for side, gen in (("A", pair.generation_a), ("B", pair.generation_b)):
+                print(f"  {side}: {gen.text}")
+            print()
+    return 0
+
+
 # --------------------------------------------------------------------------------------------------- users
 
 
@@ -241,7 +267,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     print(f"{'region':22} {'prompts':>8} {'examples':>9} {'pairs':>6} {'votes':>6} {'waiting':>8}")
     for r in rows:
-        print(f"{r['region']:22} {r['prompts']:8} {r['examples']:9} {r['pairs']:6} {r['votes']:6} {r['pairs_waiting']:8}")
+        print(f"{r['region']:22} {r['prompts']:8} {r['examples']:9} {r['pairs']:6} {r['votes']:6} "
+              f"{r['pairs_waiting']:8}")
     print(f"model versions: {versions}")
     return 0
 
@@ -314,7 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="validate and report, write nothing")
 
     mdl = group("model", "base model and model versions")
-    p = add(mdl, "build-demo", cmd_model_build_demo, "build the tiny demo policy (tokenizer + Qwen2) from the demo data")
+    p = add(mdl, "build-demo", cmd_model_build_demo, 
+            "build the tiny demo policy (tokenizer + Qwen2) from the demo data")
     p.add_argument("--force", action="store_true", help="rebuild even if it exists")
     p.add_argument("--epochs", type=float, default=None, help="training epochs (default: built-in)")
     p.add_argument("--output", help="model directory (default: GEOALIGN_HOME/models/demo-base)")
@@ -335,6 +363,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=0.9, help="decoding: temperature")
     p.add_argument("--top-p", type=float, default=0.95, help="decoding: nucleus sampling mass")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
+
+    p = add(prs, "list", cmd_pairs_list, "show the newest pairs with their brief and both outputs")
+    p.add_argument("--region", help="only this region")
+    p.add_argument("--limit", type=int, default=5, help="how many pairs")
 
     usr = group("users", "accounts, roles and regions")
     p = add(usr, "add", cmd_users_add, "create a user (prints a generated password once)")

@@ -104,7 +104,7 @@ def generate_candidates(session: Session, version: ModelVersion, prompt_ids: lis
         {"prompt_id": pid, "model_version_id": version.id, "text": text,
          "params": asdict(params) | {"batch_size": batch_size, "batch_index": i // batch_size},
          "seed": seed + i // batch_size}
-        for i, (pid, text) in enumerate(zip(todo, outputs))
+        for i, (pid, text) in enumerate(zip(todo, outputs, strict=True))
     ])
     session.flush()
     log.info("stored %d generations of %s", len(todo), version.name)

@@ -196,7 +196,8 @@ def import_examples(
     regions = {r.code: r for r in session.scalars(select(Region))}
     tags = {t.name: t for t in session.scalars(select(Tag))}
     if region is not None and region not in regions:
-        raise NotFound(f"unknown region {region!r}; known: {', '.join(sorted(regions)) or 'none (import regions first)'}")
+        known = ", ".join(sorted(regions)) or "none (import regions first)"
+        raise NotFound(f"unknown region {region!r}; known: {known}")
 
     problems: list[tuple[str, int | None, str | None, str]] = []
     clean: list[dict[str, Any]] = []

@@ -9,9 +9,20 @@ import pytest
 from align.cli import build_parser, main
 
 SUBCOMMANDS = [
-    ["demo"], ["status"], ["db", "upgrade"], ["db", "downgrade"], ["db", "current"], ["import", "regions"],
-    ["import", "examples"], ["model", "build-demo"], ["model", "list"], ["pairs", "generate"], ["users", "add"],
-    ["users", "list"], ["users", "reset-password"],
+    ["demo"],
+    ["status"],
+    ["db", "upgrade"],
+    ["db", "downgrade"],
+    ["db", "current"],
+    ["import", "regions"],
+    ["import", "examples"],
+    ["model", "build-demo"],
+    ["model", "list"],
+    ["pairs", "generate"],
+    ["pairs", "list"],
+    ["users", "add"],
+    ["users", "list"],
+    ["users", "reset-password"],
 ]
 
 
@@ -32,15 +43,19 @@ def test_top_level_help_lists_commands_and_configuration():
 
 def _run(args, env_extra, cwd):
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "GEOALIGN_HOME")} | env_extra
-    return subprocess.run([sys.executable, "-m", "align.cli", *args], capture_output=True, text=True, env=env,
-                          cwd=cwd, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "align.cli", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=120
+    )
 
 
-@pytest.mark.parametrize("url, needle", [
-    ("nonsense://", "DATABASE_URL 'nonsense://'"),
-    ("postgresql+psycopg://nobody@127.0.0.1:1/x", "cannot reach database"),
-    ("not a url", "is not a URL"),
-])
+@pytest.mark.parametrize(
+    "url, needle",
+    [
+        ("nonsense://", "DATABASE_URL 'nonsense://'"),
+        ("postgresql+psycopg://nobody@127.0.0.1:1/x", "cannot reach database"),
+        ("not a url", "is not a URL"),
+    ],
+)
 def test_bad_database_url_is_one_line(url, needle, tmp_path):
     result = _run(["db", "upgrade"], {"DATABASE_URL": url, "GEOALIGN_HOME": str(tmp_path)}, tmp_path)
     assert result.returncode == 2
@@ -91,7 +106,9 @@ def test_users_add_list_reset(home, mini_data, capsys, monkeypatch):
     new = capsys.readouterr().out.rsplit(": ", 1)[1].strip()
     with session_scope(get_engine()) as s:
         user = s.query(User).filter_by(username="ana").one()
-        assert verify_password(user.password_hash, new) and not verify_password(user.password_hash, "correct horse battery")
+        assert verify_password(user.password_hash, new) and not verify_password(
+            user.password_hash, "correct horse battery"
+        )
     assert main(["users", "reset-password", "nobody"]) == 2
     assert "unknown user 'nobody'" in capsys.readouterr().err
 

@@ -3,6 +3,7 @@ import json
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from align.demo_model import DemoModelConfig, is_built, train_tokenizer
+from collect.prompting import format_prompt
 
 
 def test_builds_an_ordinary_hugging_face_directory(tiny_model):
@@ -25,7 +26,7 @@ def test_learned_the_corpus(tiny_model):
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model)
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
-    text = "Region: Leeds (en-GB)\nTask: email subject line\nBrief: Email subject for a Leeds cinema's half-term kids' club.\nCopy:\n"
+    text = format_prompt("Leeds", "en-GB", "email_subject", "Email subject for a Leeds cinema's half-term kids' club.")
     enc = tokenizer(text + "Half-term sorted: kids' films at Hyde Park Picture House", return_tensors="pt")
     with torch.no_grad():
         loss = model(**enc, labels=enc["input_ids"]).loss.item()
@@ -36,10 +37,17 @@ def test_default_size_is_within_budget():
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     c = DemoModelConfig()
-    model = Qwen2ForCausalLM(Qwen2Config(vocab_size=c.vocab_size, hidden_size=c.hidden_size,
-                                         intermediate_size=c.intermediate_size, num_hidden_layers=c.num_hidden_layers,
-                                         num_attention_heads=c.num_attention_heads,
-                                         num_key_value_heads=c.num_key_value_heads, tie_word_embeddings=True))
+    model = Qwen2ForCausalLM(
+        Qwen2Config(
+            vocab_size=c.vocab_size,
+            hidden_size=c.hidden_size,
+            intermediate_size=c.intermediate_size,
+            num_hidden_layers=c.num_hidden_layers,
+            num_attention_heads=c.num_attention_heads,
+            num_key_value_heads=c.num_key_value_heads,
+            tie_word_embeddings=True,
+        )
+    )
     assert 1_000_000 <= sum(p.numel() for p in model.parameters()) <= 5_000_000
 
 
