@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -87,17 +88,107 @@ def cmd_import_regions(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_import_examples(args: argparse.Namespace) -> int:
-    from collect.ingest import import_examples
+def cmd_import_rows(args: argparse.Namespace) -> int:
+    from collect.ingest import import_file
     from collect.tags import ensure_default_tags
     from db.session import session_scope
 
     with session_scope(_engine()) as session:
         ensure_default_tags(session)
-        report = import_examples(session, Path(args.path), region=args.region, dry_run=args.dry_run)
-        if args.dry_run:
-            session.rollback()
+        report = import_file(session, Path(args.path), kind=args.kind, region=args.region, task_type=args.task_type,
+                             dry_run=args.dry_run)
     print(report.summary())
+    if args.report_json:
+        Path(args.report_json).write_text(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
+    return 0
+
+
+# -------------------------------------------------------------------------------------------------- export
+
+
+def _filter(args: argparse.Namespace):
+    from datetime import datetime, timezone
+
+    from collect.datasets import DatasetFilter
+
+    def when(value: str | None):
+        if value is None:
+            return None
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise GeoAlignError(f"--since/--until {value!r} is not an ISO date (e.g. 2026-11-01)") from exc
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+    return DatasetFilter(splits=tuple(args.split or ["train"]), regions=tuple(args.region) if args.region else None,
+                         rounds=tuple(args.round) if args.round else None, since=when(args.since),
+                         until=when(args.until), allow_test=args.allow_test)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from collect.datasets import preference_rows, regions_of, sft_rows
+    from collect.export import write_rows
+    from db.session import session_scope
+
+    filters = _filter(args)
+    with session_scope(_engine()) as session:
+        if filters.regions:
+            _check_regions(session, filters.regions)
+        if args.what == "sft":
+            rows, extra = sft_rows(session, filters, args.prompt_format), ""
+        else:
+            rows, stats = preference_rows(session, filters, args.prompt_format)
+            extra = (f"; {stats.votes} votes on {stats.pairs_with_votes} pairs: {stats.pairs_kept} kept, "
+                     f"{stats.ties_dropped} ties dropped, {stats.both_bad} both-bad, {stats.rewrite_rows} rewrite rows")
+    out = write_rows(rows, Path(args.output), args.format)
+    per_region = ", ".join(f"{k} {v}" for k, v in sorted(regions_of(rows).items()))
+    print(f"wrote {len(rows)} {args.what} rows to {out} ({per_region}){extra}")
+    return 0
+
+
+def _check_regions(session, codes) -> None:
+    from sqlalchemy import select
+
+    from db.errors import NotFound
+    from db.models import Region
+
+    known = set(session.scalars(select(Region.code)))
+    for code in codes:
+        if code not in known:
+            raise NotFound(f"unknown region {code!r}; known: {', '.join(sorted(known)) or 'none'}")
+
+
+# ---------------------------------------------------------------------------------------------------- tags
+
+
+def cmd_tags_list(args: argparse.Namespace) -> int:
+    from collect.tags import ensure_default_tags, list_tags
+    from db.session import session_scope
+
+    with session_scope(_engine()) as session:
+        ensure_default_tags(session)
+        for tag in list_tags(session):
+            print(f"{tag.name:26} {tag.label:26} {tag.description}")
+    return 0
+
+
+def cmd_tags_add(args: argparse.Namespace) -> int:
+    from collect.tags import add_tag
+    from db.session import session_scope
+
+    with session_scope(_engine()) as session:
+        tag = add_tag(session, args.name, args.label, args.description)
+    print(f"added tag {tag.name}")
+    return 0
+
+
+def cmd_tags_remove(args: argparse.Namespace) -> int:
+    from collect.tags import remove_tag
+    from db.session import session_scope
+
+    with session_scope(_engine()) as session:
+        remove_tag(session, args.name)
+    print(f"removed tag {args.name}")
     return 0
 
 
@@ -115,7 +206,7 @@ def cmd_model_build_demo(args: argparse.Namespace) -> int:
         print(f"demo model already built at {out} (use --force to rebuild)")
         return 0
     with session_scope(_engine()) as session:
-        rows = sft_rows(session, splits=("train",))
+        rows = sft_rows(session)
     if not rows:
         raise GeoAlignError("no train-split gold examples in the database: run `geoalign demo --no-app` first")
     config = DemoModelConfig(epochs=args.epochs) if args.epochs else DemoModelConfig()
@@ -333,12 +424,54 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(imp, "regions", cmd_import_regions, "create or update regions from region.json / regions.jsonl")
     p.add_argument("path", help="a .json or .jsonl file of region profiles")
     p.add_argument("--dry-run", action="store_true", help="validate and report, write nothing")
-    p = add(imp, "examples", cmd_import_examples, "import gold examples (prompt + completion)",
-            "Import gold examples from JSONL, JSON or CSV. Fields: prompt, completion, task_type "
-            "(ad_copy, meta_description, social_post, email_subject), region (or --region), tags, month.")
-    p.add_argument("path", help="a .jsonl, .json or .csv file")
-    p.add_argument("--region", help="region code for every row (rows may also carry a region column)")
-    p.add_argument("--dry-run", action="store_true", help="validate and report, write nothing")
+    for kind, help_, description in (
+        ("examples", "import gold examples (prompt + completion)",
+         "Gold examples: fields prompt, completion, task_type, region (or --region), tags, month."),
+        ("prompts", "import briefs without outputs (prompts only)",
+         "Prompts only: fields prompt, task_type, region (or --region), month."),
+        ("preferences", "import preference pairs (explicit, implicit or conversational layout)",
+         "Preference pairs in any of TRL's layouts: explicit prompt/chosen/rejected; implicit chosen/rejected "
+         "transcripts sharing a prompt prefix (e.g. '\\n\\nHuman: ... \\n\\nAssistant:'); conversational lists of "
+         "{role, content} messages. Optional strength (slight/clear). Each pair is stored with one vote by the "
+         "system user 'import'."),
+    ):
+        p = add(imp, kind, cmd_import_rows, help_, description + " Formats: JSONL, JSON, CSV, Parquet or a Hugging "
+                "Face dataset directory. PII is scrubbed before anything is stored; all-or-nothing; duplicates "
+                "(by content hash, per region) are skipped and counted.")
+        p.set_defaults(kind=kind)
+        p.add_argument("path", help="a .jsonl, .json, .csv, .parquet file or a save_to_disk directory")
+        p.add_argument("--region", help="region code for every row (rows may also carry a region column)")
+        p.add_argument("--task-type", choices=["ad_copy", "meta_description", "social_post", "email_subject"],
+                       help="task type for rows without a task_type column")
+        p.add_argument("--dry-run", action="store_true", help="validate and report, write nothing")
+        p.add_argument("--report-json", help="also write the import report to this JSON file")
+
+    exp = group("export", "export training datasets (HF datasets, JSONL, Parquet)")
+    for what, help_ in (("sft", "prompt/completion rows from gold examples and reviewer rewrites"),
+                        ("preferences", "prompt/chosen/rejected/margin rows aggregated from votes")):
+        p = add(exp, what, cmd_export, help_, help_ + ". See the README for the aggregation rules.")
+        p.set_defaults(what=what)
+        p.add_argument("output", help="output path: DIR (HF save_to_disk), FILE.jsonl or FILE.parquet")
+        p.add_argument("--format", choices=["hf", "jsonl", "parquet"], help="override the format the path implies")
+        p.add_argument("--region", action="append", help="region code (repeatable; default: all)")
+        p.add_argument("--round", action="append", type=int, help="round number of the pairs (repeatable)")
+        p.add_argument("--split", action="append", choices=["train", "val", "test"],
+                       help="prompt split (repeatable; default: train)")
+        p.add_argument("--since", help="only votes/examples created at or after this ISO date")
+        p.add_argument("--until", help="only votes/examples created before this ISO date")
+        p.add_argument("--prompt-format", choices=["model", "raw"], default="model",
+                       help="model: the formatted model input; raw: the brief as stored")
+        p.add_argument("--allow-test", action="store_true",
+                       help="allow the held-out test split (evaluation/audit only, never for training)")
+
+    tg = group("tags", "the annotation tag vocabulary")
+    add(tg, "list", cmd_tags_list, "list tags")
+    p = add(tg, "add", cmd_tags_add, "add a tag")
+    p.add_argument("name", help="slug, e.g. humour_lands")
+    p.add_argument("--label", required=True, help="what reviewers see")
+    p.add_argument("--description", default="", help="when to use it")
+    p = add(tg, "remove", cmd_tags_remove, "remove a tag that nothing uses yet")
+    p.add_argument("name")
 
     mdl = group("model", "base model and model versions")
     p = add(mdl, "build-demo", cmd_model_build_demo, 

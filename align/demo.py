@@ -119,7 +119,7 @@ def run_demo(settings: Settings, epochs: float | None = None, pairs_per_region: 
     model_dir = Path(settings.base_model)
     if settings.base_model == str(settings.demo_model_dir) and not is_built(model_dir):
         with session_scope(engine) as session:
-            rows = sft_rows(session, splits=("train",))
+            rows = sft_rows(session)
         say(f"4/5 building the demo model from {len(rows)} train-split examples")
         config = DemoModelConfig() if epochs is None else DemoModelConfig(epochs=epochs)
         result.model_report = build_demo_model([r["prompt"] + r["completion"] for r in rows], model_dir, config,

@@ -1,36 +1,174 @@
-"""Training datasets built from the database as plain rows; the test split can never reach them."""
+"""Training datasets built from the database as plain rows (TRL's prompt/completion and prompt/chosen/rejected).
+
+The test split is held out: the builders refuse it unless ``allow_test`` is passed explicitly, which only the
+audit export does; training code never passes it.
+
+Preference rules (also in the README):
+
+* votes on one pair aggregate to the majority of "A better" vs "B better"; ``agreement`` is the share of all
+  votes on the pair that agree with the majority, and ``margin`` = agreement × mean strength of the majority's
+  votes (clear 1.0, slight 0.5, unspecified 1.0);
+* a pair whose A and B votes are level (ties included) is dropped and counted in ``ties_dropped``; a pair with
+  only "both bad" votes is dropped and counted in ``both_bad``;
+* a reviewer's rewrite beats both outputs: ``rewrite > chosen`` and ``rewrite > rejected`` (for "both bad" and
+  "tie": ``rewrite > A`` and ``rewrite > B``), each with margin 1.0.
+"""
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session, aliased
 
 from collect.prompting import format_prompt
+from collect.splits import content_hash
 from db.errors import ValidationError
-from db.models import Example, Prompt, Region, Split
+from db.models import Choice, Example, Generation, ModelVersion, Pair, Prompt, Region, Split, Strength, Vote
 
-TRAINABLE_SPLITS = frozenset({Split.train, Split.val})
-
-
-def _checked_splits(splits: Iterable[str | Split]) -> list[Split]:
-    wanted = [Split(s) for s in splits]
-    if Split.test in wanted:
-        raise ValidationError("the test split is held out for evaluation and never goes into a training dataset")
-    return wanted
+STRENGTH_WEIGHT = {Strength.clear: 1.0, Strength.slight: 0.5, None: 1.0}
+PROMPT_FORMATS = ("model", "raw")
 
 
-def sft_rows(session: Session, splits: Iterable[str | Split] = ("train",), region: str | None = None) -> list[dict]:
-    """Gold examples as ``{"prompt", "completion", "region", "task_type", "split"}`` dicts (TRL prompt-completion)."""
-    wanted = _checked_splits(splits)
-    stmt = (select(Example.text, Prompt.text, Prompt.task_type, Prompt.split, Region.code, Region.name, Region.locale)
-            .join(Prompt, Example.prompt_id == Prompt.id).join(Region, Prompt.region_id == Region.id)
-            .where(Prompt.split.in_(wanted)).order_by(Example.id))
-    if region is not None:
-        stmt = stmt.where(Region.code == region)
-    return [
-        {"prompt": format_prompt(name, locale, task.value, brief), "completion": text, "region": code,
-         "task_type": task.value, "split": split.value}
-        for text, brief, task, split, code, name, locale in session.execute(stmt)
-    ]
+@dataclass
+class DatasetFilter:
+    """Which rows go into a dataset. ``None`` means no restriction."""
+
+    splits: tuple[str, ...] = ("train",)
+    regions: tuple[str, ...] | None = None
+    rounds: tuple[int, ...] | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    allow_test: bool = False  # only for evaluation and audit exports, never for training
+
+    def checked_splits(self) -> list[Split]:
+        try:
+            wanted = [Split(s) for s in self.splits]
+        except ValueError as exc:
+            raise ValidationError(f"unknown split in {list(self.splits)}; choose from train, val, test") from exc
+        if Split.test in wanted and not self.allow_test:
+            raise ValidationError("the test split is held out for evaluation and never goes into a training dataset")
+        return wanted
+
+
+@dataclass
+class PreferenceStats:
+    """What the aggregation kept and dropped."""
+
+    pairs_with_votes: int = 0
+    pairs_kept: int = 0
+    ties_dropped: int = 0
+    both_bad: int = 0
+    rewrite_rows: int = 0
+    votes: int = 0
+    choices: Counter = field(default_factory=Counter)
+
+
+def _prompt_text(fmt: str, region: Region, prompt: Prompt) -> str:
+    if fmt not in PROMPT_FORMATS:
+        raise ValidationError(f"unknown prompt format {fmt!r}; choose from {PROMPT_FORMATS}")
+    return format_prompt(region.name, region.locale, prompt.task_type.value, prompt.text) if fmt == "model" \
+        else prompt.text
+
+
+def _where_prompt(stmt: Select, f: DatasetFilter, created_col) -> Select:
+    stmt = stmt.where(Prompt.split.in_(f.checked_splits()))
+    if f.regions is not None:
+        stmt = stmt.where(Region.code.in_(f.regions))
+    if f.since is not None:
+        stmt = stmt.where(created_col >= f.since)
+    if f.until is not None:
+        stmt = stmt.where(created_col < f.until)
+    return stmt
+
+
+def sft_rows(session: Session, f: DatasetFilter | None = None, prompt_format: str = "model") -> list[dict]:
+    """Gold examples and reviewer rewrites as ``prompt``/``completion`` rows with region, task type and split."""
+    f = f or DatasetFilter()
+    rows, seen = [], set()
+    stmt = (select(Example, Prompt, Region).join(Prompt, Example.prompt_id == Prompt.id)
+            .join(Region, Prompt.region_id == Region.id).order_by(Example.id))
+    if f.rounds is None:
+        for ex, prompt, region in session.execute(_where_prompt(stmt, f, Example.created_at)):
+            seen.add((region.id, ex.content_hash))
+            rows.append({"prompt": _prompt_text(prompt_format, region, prompt), "completion": ex.text,
+                         "region": region.code, "task_type": prompt.task_type.value, "split": prompt.split.value,
+                         "source": "rewrite" if ex.vote_id else "gold"})
+    # rewrites written in votes and not (yet) stored as examples
+    vstmt = (select(Vote, Prompt, Region).join(Pair, Vote.pair_id == Pair.id).join(Prompt, Pair.prompt_id == Prompt.id)
+             .join(Region, Prompt.region_id == Region.id).where(Vote.rewrite.is_not(None)).order_by(Vote.id))
+    if f.rounds is not None:
+        vstmt = vstmt.where(Pair.round_id.in_(f.rounds))
+    for vote, prompt, region in session.execute(_where_prompt(vstmt, f, Vote.created_at)):
+        h = content_hash(prompt.content_hash, vote.rewrite)
+        if not vote.rewrite.strip() or (region.id, h) in seen:
+            continue
+        seen.add((region.id, h))
+        rows.append({"prompt": _prompt_text(prompt_format, region, prompt), "completion": vote.rewrite,
+                     "region": region.code, "task_type": prompt.task_type.value, "split": prompt.split.value,
+                     "source": "rewrite"})
+    return rows
+
+
+def preference_rows(session: Session, f: DatasetFilter | None = None,
+                    prompt_format: str = "model") -> tuple[list[dict], PreferenceStats]:
+    """Votes aggregated into ``prompt``/``chosen``/``rejected``/``margin`` rows with metadata (see module doc)."""
+    f = f or DatasetFilter()
+    gen_a, gen_b = aliased(Generation), aliased(Generation)
+    ver_a, ver_b = aliased(ModelVersion), aliased(ModelVersion)
+    stmt = (select(Vote, Pair, Prompt, Region, gen_a.text, gen_b.text, ver_a.name, ver_b.name)
+            .join(Pair, Vote.pair_id == Pair.id).join(Prompt, Pair.prompt_id == Prompt.id)
+            .join(Region, Prompt.region_id == Region.id)
+            .join(gen_a, Pair.generation_a_id == gen_a.id).join(gen_b, Pair.generation_b_id == gen_b.id)
+            .join(ver_a, Pair.model_a_id == ver_a.id).join(ver_b, Pair.model_b_id == ver_b.id)
+            .order_by(Pair.id, Vote.id))
+    if f.rounds is not None:
+        stmt = stmt.where(Pair.round_id.in_(f.rounds))
+    by_pair: dict[int, list] = defaultdict(list)
+    for row in session.execute(_where_prompt(stmt, f, Vote.created_at)):
+        by_pair[row[1].id].append(row)
+
+    stats = PreferenceStats(pairs_with_votes=len(by_pair))
+    out: list[dict] = []
+    for pair_rows in by_pair.values():
+        _, pair, prompt, region, text_a, text_b, name_a, name_b = pair_rows[0]
+        votes = [r[0] for r in pair_rows]
+        stats.votes += len(votes)
+        counts = Counter(v.choice for v in votes)
+        stats.choices.update(c.value for c in counts.elements())
+        meta = {"prompt": _prompt_text(prompt_format, region, prompt), "region": region.code,
+                "round": pair.round_id, "split": prompt.split.value, "pair_id": pair.id, "num_votes": len(votes)}
+        side = {Choice.a: (text_a, name_a), Choice.b: (text_b, name_b)}
+        if counts[Choice.a] != counts[Choice.b]:
+            win, lose = (Choice.a, Choice.b) if counts[Choice.a] > counts[Choice.b] else (Choice.b, Choice.a)
+            winners = [v for v in votes if v.choice == win]
+            agreement = len(winners) / len(votes)
+            strength = sum(STRENGTH_WEIGHT[v.strength] for v in winners) / len(winners)
+            out.append(meta | {"chosen": side[win][0], "rejected": side[lose][0], "margin": round(agreement * strength, 4),
+                               "agreement": round(agreement, 4), "chosen_model": side[win][1],
+                               "rejected_model": side[lose][1], "kind": "vote"})
+            stats.pairs_kept += 1
+        elif counts[Choice.both_bad] == len(votes):
+            stats.both_bad += 1
+        else:
+            stats.ties_dropped += 1
+        for v in votes:
+            if not (v.rewrite and v.rewrite.strip()):
+                continue
+            if v.choice in (Choice.a, Choice.b):
+                beaten = [side[v.choice], side[Choice.b if v.choice == Choice.a else Choice.a]]
+            else:
+                beaten = [side[Choice.a], side[Choice.b]]
+            for text, name in beaten:
+                out.append(meta | {"chosen": v.rewrite, "rejected": text, "margin": 1.0, "agreement": 1.0,
+                                   "chosen_model": "rewrite", "rejected_model": name, "kind": "rewrite"})
+                stats.rewrite_rows += 1
+    return out, stats
+
+
+def regions_of(rows: Iterable[dict]) -> Counter:
+    """Rows per region, for reports."""
+    return Counter(r["region"] for r in rows)

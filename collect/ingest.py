@@ -1,122 +1,117 @@
-"""Import regions and gold examples from files: validate everything first, then write it all in one transaction.
+"""Import regions, gold examples, prompts and preference pairs: validate everything, scrub PII, then write it all
+in the caller's transaction.
 
 Every problem is reported with file, row and field; one bad row imports nothing. Duplicates (by content hash,
 per region) are skipped and counted, so importing the same file twice changes nothing.
+
+    with session_scope() as session:
+        report = import_file(session, Path("gold.jsonl"), kind="examples", region="en-GB-manchester")
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+from collect.layouts import LayoutError, normalise
+from collect.pii import scrub
+from collect.readers import read_records
 from collect.splits import assign_splits, content_hash
 from db.errors import NotFound, ValidationError
-from db.models import AuditEvent, Example, Prompt, Region, Split, Tag, TaskType, example_tags
+from db.models import (
+    AuditEvent,
+    Choice,
+    Example,
+    Generation,
+    ModelVersion,
+    Pair,
+    Prompt,
+    Region,
+    Side,
+    Split,
+    Strength,
+    Tag,
+    TaskType,
+    User,
+    VersionStatus,
+    Vote,
+    example_tags,
+)
 
 log = logging.getLogger(__name__)
 
-MAX_FILE_BYTES = 512 * 1024 * 1024  # beyond this, split the file: it is read into memory to validate it whole
+KINDS = ("examples", "prompts", "preferences")
 MAX_TEXT_CHARS = 20_000  # marketing copy is short; longer text is almost always a column mix-up
 TASK_TYPES = [t.value for t in TaskType]
+EXTERNAL_VERSION = "external"  # the model version imported generations are attributed to
+IMPORT_USER = "import"  # the system account imported preference votes are attributed to
 REGION_FIELDS = {
     "code": str, "name": str, "locale": str, "country": str, "currency": str, "hemisphere": str,
     "timezone": str, "profile": str, "climate_by_month": dict, "local_terms": list, "avoid_terms": list,
 }
 MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
           "November", "December"]
+CHUNK = 5_000  # rows per IN (...) lookup: well under SQLite's bound-parameter limit
+
+Problem = tuple[str, int | None, str | None, str]
 
 
 @dataclass
 class ImportReport:
-    """What an import did (or, with ``dry_run``, would do)."""
+    """What an import did (or, with ``dry_run``, would do). Never holds scrubbed values, only counts."""
 
     file: str
+    kind: str
     rows: int = 0
     prompts_created: int = 0
     prompts_existing: int = 0
     examples_created: int = 0
+    pairs_created: int = 0
     duplicates_skipped: int = 0
     splits: Counter = field(default_factory=Counter)
     regions: Counter = field(default_factory=Counter)
+    layouts: Counter = field(default_factory=Counter)
+    pii: Counter = field(default_factory=Counter)
     dry_run: bool = False
+
+    @property
+    def created(self) -> int:
+        return {"examples": self.examples_created, "prompts": self.prompts_created,
+                "preferences": self.pairs_created}[self.kind]
 
     def summary(self) -> str:
         verb = "would import" if self.dry_run else "imported"
+        noun = {"examples": "examples", "prompts": "prompts", "preferences": "preference pairs"}[self.kind]
         splits = ", ".join(f"{k} {self.splits[k]}" for k in ("train", "val", "test"))
-        return (f"{self.file}: {self.rows} rows read; {verb} {self.examples_created} examples and "
-                f"{self.prompts_created} new prompts ({splits}); {self.duplicates_skipped} duplicates skipped")
+        pii = ", ".join(f"{k} {v}" for k, v in sorted(self.pii.items())) or "none"
+        layouts = f"; layouts: {dict(self.layouts)}" if self.layouts else ""
+        return (f"{self.file}: {self.rows} rows read; {verb} {self.created} {noun} with {self.prompts_created} new "
+                f"prompts ({splits}); {self.duplicates_skipped} duplicates skipped; PII scrubbed: {pii}{layouts}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "kind": self.kind, "rows": self.rows, "created": self.created,
+                "prompts_created": self.prompts_created, "prompts_existing": self.prompts_existing,
+                "duplicates_skipped": self.duplicates_skipped, "splits": dict(self.splits),
+                "regions": dict(self.regions), "layouts": dict(self.layouts), "pii": dict(self.pii),
+                "dry_run": self.dry_run}
 
 
-def _check_size(path: Path) -> None:
-    if not path.exists():
-        raise NotFound(f"{path}: file not found")
-    if path.is_dir():
-        raise ValidationError(f"{path}: is a directory, expected a .jsonl, .json or .csv file")
-    size = path.stat().st_size
-    if size > MAX_FILE_BYTES:
-        raise ValidationError(f"{path}: {size / 2**20:.0f} MiB is over the {MAX_FILE_BYTES // 2**20} MiB limit")
-
-
-def _read_text(path: Path) -> str:
-    raw = path.read_bytes()
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise ValidationError(f"{path}: not UTF-8 (invalid byte at line {line}, offset {exc.start})") from exc
-
-
-def read_records(path: Path) -> list[dict[str, Any]]:
-    """Read a JSONL, JSON (a list of objects) or CSV file into a list of dicts; row numbers are 1-based."""
-    path = Path(path)
-    _check_size(path)
-    text = _read_text(path)
-    suffix = path.suffix.lower()
-    if suffix == ".jsonl":
-        rows, problems = [], []
-        for i, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                problems.append((str(path), i, None, f"invalid JSON: {exc.msg} (column {exc.colno})"))
-                continue
-            if not isinstance(obj, dict):
-                problems.append((str(path), i, None, f"expected a JSON object, got {type(obj).__name__}"))
-                continue
-            rows.append(obj | {"_row": i})
-        if problems:
-            raise ValidationError(f"{path}: {len(problems)} unreadable rows", problems)
-        return rows
-    if suffix == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValidationError(f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from exc
-        if isinstance(data, dict):
-            data = data.get("data", [data]) if "data" in data else [data]
-        if not isinstance(data, list) or not all(isinstance(o, dict) for o in data):
-            raise ValidationError(f"{path}: expected a JSON object or a list of objects")
-        return [o | {"_row": i} for i, o in enumerate(data, start=1)]
-    if suffix == ".csv":
-        reader = csv.DictReader(text.splitlines())
-        return [dict(r) | {"_row": i} for i, r in enumerate(reader, start=2)]  # row 1 is the header
-    raise ValidationError(f"{path}: unsupported file type {suffix or '(none)'}; use .jsonl, .json or .csv")
+def _chunks(items: list, size: int = CHUNK) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
 
 
 # ---------------------------------------------------------------------------------------------------- regions
 
 
-def _validate_region(obj: dict[str, Any], file: str) -> list[tuple[str, int | None, str | None, str]]:
+def _validate_region(obj: dict[str, Any], file: str) -> list[Problem]:
     row = obj.get("_row")
     problems = []
     for name, typ in REGION_FIELDS.items():
@@ -163,17 +158,19 @@ def import_regions(session: Session, path: Path, dry_run: bool = False) -> list[
     return codes
 
 
-# ---------------------------------------------------------------------------------------------------- examples
+# ---------------------------------------------------------------------------------------------- validation
 
 
 def _tags_of(value: Any) -> list[str] | None:
     if value is None or value == "":
         return []
     if isinstance(value, list):
-        return [str(v).strip() for v in value] if all(isinstance(v, str) for v in value) else None
+        return [v.strip() for v in value] if all(isinstance(v, str) for v in value) else None
     if isinstance(value, str):  # CSV: "a;b" or a JSON list
         value = value.strip()
         if value.startswith("["):
+            import json
+
             try:
                 return _tags_of(json.loads(value))
             except json.JSONDecodeError:
@@ -182,159 +179,319 @@ def _tags_of(value: Any) -> list[str] | None:
     return None
 
 
-def import_examples(
-    session: Session, path: Path, region: str | None = None, dry_run: bool = False, source: str | None = None
-) -> ImportReport:
-    """Import gold examples (prompt + completion) from ``path``.
+def _text(obj: dict[str, Any], name: str, problems: list[Problem], file: str) -> str | None:
+    value = obj.get(name)
+    if not isinstance(value, str) or not value.strip():
+        problems.append((file, obj["_row"], name, "missing or empty"))
+        return None
+    if len(value) > MAX_TEXT_CHARS:
+        problems.append((file, obj["_row"], name, f"{len(value)} characters, over the {MAX_TEXT_CHARS} limit"))
+        return None
+    return value
 
-    Each row needs ``prompt``, ``completion`` and ``task_type`` (one of TASK_TYPES); ``region`` comes from the
-    row or from the ``region`` argument; ``tags`` (list, or "a;b" in CSV) and ``month`` (1-12) are optional.
+
+def _validate_row(obj, kind, file, region, task_type, regions, tags, problems) -> dict[str, Any] | None:
+    """One row → a clean dict, or None with its problems appended (file, row, field, message)."""
+    row = obj["_row"]
+    before = len(problems)
+    code = obj.get("region") if obj.get("region") not in (None, "") else region
+    if not code:
+        problems.append((file, row, "region", "missing (add a region column or pass --region)"))
+    elif not isinstance(code, str) or code not in regions:
+        problems.append((file, row, "region", f"unknown region {code!r}"))
+    elif region is not None and code != region:
+        problems.append((file, row, "region", f"{code!r} contradicts --region {region}"))
+    task = obj.get("task_type") if obj.get("task_type") not in (None, "") else task_type
+    if not isinstance(task, str) or task not in TASK_TYPES:
+        problems.append((file, row, "task_type", f"{task!r} is not one of {TASK_TYPES} (column or --task-type)"))
+    month = obj.get("month")
+    if month in (None, ""):
+        month = None
+    elif isinstance(month, bool) or not (isinstance(month, int) or (isinstance(month, str) and month.isdigit())) \
+            or not 1 <= int(month) <= 12:
+        problems.append((file, row, "month", f"{month!r} is not a month number 1-12"))
+    else:
+        month = int(month)
+    clean: dict[str, Any] = {"row": row, "region": code, "task_type": task, "month": month}
+    if kind == "preferences":
+        try:
+            clean["layout"], prompt, chosen, rejected = normalise(obj)
+        except LayoutError as exc:
+            problems.append((file, row, exc.field, str(exc)))
+        else:
+            for name, value in (("prompt", prompt), ("chosen", chosen), ("rejected", rejected)):
+                if not value.strip():
+                    problems.append((file, row, name, "empty after splitting off the prompt"))
+                elif len(value) > MAX_TEXT_CHARS:
+                    problems.append((file, row, name, f"{len(value)} characters, over the {MAX_TEXT_CHARS} limit"))
+            if chosen.strip() == rejected.strip():
+                problems.append((file, row, "rejected", "identical to chosen"))
+            clean |= {"prompt": prompt, "chosen": chosen, "rejected": rejected}
+        strength = obj.get("strength")
+        if strength not in (None, "") and strength not in [s.value for s in Strength]:
+            problems.append((file, row, "strength", f"{strength!r} is not one of slight, clear"))
+        clean["strength"] = strength or None
+    else:
+        clean["prompt"] = _text(obj, "prompt", problems, file)
+        if kind == "examples":
+            clean["completion"] = _text(obj, "completion", problems, file)
+            row_tags = _tags_of(obj.get("tags"))
+            if row_tags is None:
+                problems.append((file, row, "tags", "must be a list of tag names"))
+            else:
+                unknown = [t for t in row_tags if t not in tags]
+                if unknown:
+                    problems.append((file, row, "tags", f"unknown tags {unknown}; known: {sorted(tags)}"))
+            clean["tags"] = row_tags or []
+    return clean if len(problems) == before else None
+
+
+# ---------------------------------------------------------------------------------------------------- import
+
+
+def import_file(session: Session, path: Path, kind: str = "examples", region: str | None = None,
+                task_type: str | None = None, dry_run: bool = False, source: str | None = None) -> ImportReport:
+    """Import ``path`` as ``kind`` (examples, prompts or preferences) and report what was (or would be) stored.
+
+    Rows need ``task_type`` (or ``task_type`` argument) and ``region`` (or ``region`` argument); examples need
+    ``prompt`` and ``completion`` (plus optional ``tags``, ``month``); prompts need ``prompt``; preferences use
+    any layout of :mod:`collect.layouts` (plus optional ``strength``: slight/clear).
     """
+    if kind not in KINDS:
+        raise ValidationError(f"unknown import kind {kind!r}; choose from {KINDS}")
     path = Path(path)
-    rows = read_records(path)
     file = str(path)
     regions = {r.code: r for r in session.scalars(select(Region))}
     tags = {t.name: t for t in session.scalars(select(Tag))}
     if region is not None and region not in regions:
         known = ", ".join(sorted(regions)) or "none (import regions first)"
         raise NotFound(f"unknown region {region!r}; known: {known}")
+    if task_type is not None and task_type not in TASK_TYPES:
+        raise ValidationError(f"unknown task type {task_type!r}; choose from {TASK_TYPES}")
+    rows = read_records(path)
+    if not rows:
+        raise ValidationError(f"{file}: no rows to import")
 
-    problems: list[tuple[str, int | None, str | None, str]] = []
-    clean: list[dict[str, Any]] = []
-    for obj in rows:
-        row = obj["_row"]
-        before = len(problems)
-        code = obj.get("region") or region
-        if not code:
-            problems.append((file, row, "region", "missing (add a region column or pass --region)"))
-        elif code not in regions:
-            problems.append((file, row, "region", f"unknown region {code!r}"))
-        elif region is not None and obj.get("region") not in (None, "", region):
-            problems.append((file, row, "region", f"{obj['region']!r} contradicts --region {region}"))
-        for name in ("prompt", "completion"):
-            value = obj.get(name)
-            if not isinstance(value, str) or not value.strip():
-                problems.append((file, row, name, "missing or empty"))
-            elif len(value) > MAX_TEXT_CHARS:
-                problems.append((file, row, name, f"{len(value)} characters, over the {MAX_TEXT_CHARS} limit"))
-        if obj.get("task_type") not in TASK_TYPES:
-            problems.append((file, row, "task_type", f"{obj.get('task_type')!r} is not one of {TASK_TYPES}"))
-        row_tags = _tags_of(obj.get("tags"))
-        if row_tags is None:
-            problems.append((file, row, "tags", "must be a list of tag names"))
-        else:
-            unknown = [t for t in row_tags if t not in tags]
-            if unknown:
-                problems.append((file, row, "tags", f"unknown tags {unknown}; known: {sorted(tags)}"))
-        month = obj.get("month")
-        if month not in (None, ""):
-            try:
-                month = int(month)
-                if not 1 <= month <= 12:
-                    raise ValueError
-            except (TypeError, ValueError):
-                problems.append((file, row, "month", f"{obj.get('month')!r} is not a month number 1-12"))
-        if len(problems) == before:
-            clean.append({"row": row, "region": code, "task_type": obj["task_type"], "prompt": obj["prompt"],
-                          "completion": obj["completion"], "tags": row_tags, "month": month or None})
+    problems: list[Problem] = []
+    clean = [c for obj in rows if (c := _validate_row(obj, kind, file, region, task_type, regions, tags, problems))]
     if problems:
         raise ValidationError(f"{file}: {len(problems)} problems in {len(rows)} rows, nothing imported", problems)
-    return _write_examples(session, clean, regions, tags, file, dry_run, source or path.name)
 
-
-def _write_examples(session, clean, regions, tags, file, dry_run, source) -> ImportReport:
-    report = ImportReport(file=file, rows=len(clean), dry_run=dry_run)
-    region_ids = {code: regions[code].id for code in {r["region"] for r in clean}}
-
-    # 1. prompts: reuse existing ones (same region and hash), create the rest with stratified splits
-    for r in clean:
-        r["prompt_hash"] = content_hash(r["task_type"], r["prompt"])
-        r["example_hash"] = content_hash(r["prompt_hash"], r["completion"])
-    existing_prompts: dict[tuple[int, str], int] = {}
-    for rid in region_ids.values():
-        hashes = {r["prompt_hash"] for r in clean if region_ids[r["region"]] == rid}
-        for pid, h in session.execute(
-            select(Prompt.id, Prompt.content_hash).where(Prompt.region_id == rid, Prompt.content_hash.in_(hashes))
-        ):
-            existing_prompts[(rid, h)] = pid
-    new_prompts: dict[tuple[int, str], dict[str, Any]] = {}
-    for r in clean:
-        key = (region_ids[r["region"]], r["prompt_hash"])
-        if key not in existing_prompts and key not in new_prompts:
-            new_prompts[key] = {"region_id": key[0], "task_type": TaskType(r["task_type"]), "text": r["prompt"],
-                                "month": r["month"], "source": source, "content_hash": key[1]}
-    strata: dict[tuple[int, str], list[str]] = defaultdict(list)
-    for (rid, h), p in new_prompts.items():
-        strata[(rid, p["task_type"].value)].append(h)
-    for (rid, task), hashes in strata.items():
-        counts = dict(session.execute(
-            select(Prompt.split, func.count()).where(Prompt.region_id == rid, Prompt.task_type == TaskType(task))
-            .group_by(Prompt.split)
-        ).all())
-        for h, split in assign_splits(hashes, {k.value: v for k, v in counts.items()}).items():
-            new_prompts[(rid, h)]["split"] = Split(split)
-    report.prompts_created = len(new_prompts)
-    report.prompts_existing = len({(region_ids[r["region"]], r["prompt_hash"]) for r in clean}) - len(new_prompts)
-
-    # 2. examples: skip hashes already stored for the region, or repeated within the file
-    existing_examples: set[tuple[int, str]] = set()
-    for rid in region_ids.values():
-        hashes = {r["example_hash"] for r in clean if region_ids[r["region"]] == rid}
-        existing_examples.update(
-            (rid, h) for h in session.scalars(
-                select(Example.content_hash).where(Example.region_id == rid, Example.content_hash.in_(hashes))
-            )
-        )
-    fresh: list[dict[str, Any]] = []
-    seen: set[tuple[int, str]] = set()
-    for r in clean:
-        key = (region_ids[r["region"]], r["example_hash"])
-        if key in existing_examples or key in seen:
-            report.duplicates_skipped += 1
-            continue
-        seen.add(key)
-        fresh.append(r)
-        prompt_key = (key[0], r["prompt_hash"])
-        split = new_prompts[prompt_key]["split"].value if prompt_key in new_prompts else None
-        report.splits[split or "existing prompt"] += 1
-        report.regions[r["region"]] += 1
-    for k in ("train", "val", "test"):
-        report.splits.setdefault(k, 0)
-    report.examples_created = len(fresh)
-    if dry_run:
-        return report
-
-    # 3. write: bulk inserts, all inside the caller's transaction
-    if new_prompts:
-        session.execute(insert(Prompt), list(new_prompts.values()))
-        for rid in region_ids.values():
-            hashes = [h for (r_id, h) in new_prompts if r_id == rid]
-            for pid, h in session.execute(
-                select(Prompt.id, Prompt.content_hash).where(Prompt.region_id == rid, Prompt.content_hash.in_(hashes))
-            ):
-                existing_prompts[(rid, h)] = pid
-    if fresh:
-        session.execute(insert(Example), [
-            {"prompt_id": existing_prompts[(region_ids[r["region"]], r["prompt_hash"])],
-             "region_id": region_ids[r["region"]], "text": r["completion"], "source": source,
-             "content_hash": r["example_hash"]}
-            for r in fresh
-        ])
-        links = []
-        for rid in region_ids.values():
-            by_hash = {r["example_hash"]: r for r in fresh if region_ids[r["region"]] == rid}
-            for eid, h in session.execute(
-                select(Example.id, Example.content_hash).where(Example.region_id == rid,
-                                                                Example.content_hash.in_(list(by_hash)))
-            ):
-                links.extend({"example_id": eid, "tag_id": tags[t].id} for t in dict.fromkeys(by_hash[h]["tags"]))
-        if links:
-            session.execute(insert(example_tags), links)
-    session.add(AuditEvent(action="import_examples", entity="example", details={
-        "file": Path(file).name, "rows": report.rows, "examples_created": report.examples_created,
-        "prompts_created": report.prompts_created, "duplicates_skipped": report.duplicates_skipped,
-    }))
-    session.flush()
+    report = ImportReport(file=file, kind=kind, rows=len(clean), dry_run=dry_run)
+    # A dry run does the real work inside a savepoint and rolls it back: its report is exactly what a real
+    # import would do, duplicates against the database included.
+    savepoint = session.begin_nested() if dry_run else None
+    try:
+        _write(session, clean, kind, regions, tags, source or path.name, report)
+    finally:
+        if savepoint is not None:
+            savepoint.rollback()
+    if not dry_run:
+        session.add(AuditEvent(action=f"import_{kind}", entity=kind, details=report.as_dict() | {"file": path.name}))
+        session.flush()
     log.info(report.summary())
     return report
 
+
+def _write(session, clean, kind, regions, tags, source, report) -> None:
+    _scrub_rows(clean, regions, report)
+    region_ids = {code: regions[code].id for code in {r["region"] for r in clean}}
+    for r in clean:
+        r["region_id"] = region_ids[r["region"]]
+        r["prompt_hash"] = content_hash(r["task_type"], r["prompt"])
+        if "layout" in r:
+            report.layouts[r["layout"]] += 1
+    prompt_ids, new_splits = _ensure_prompts(session, clean, source, report)
+    if kind == "examples":
+        _write_examples(session, clean, prompt_ids, new_splits, tags, source, report)
+    elif kind == "prompts":
+        for r in clean:
+            key = (r["region_id"], r["prompt_hash"])
+            if key in new_splits:
+                report.splits[new_splits.pop(key)] += 1
+                report.regions[r["region"]] += 1
+            else:
+                report.duplicates_skipped += 1
+    else:
+        _write_preferences(session, clean, prompt_ids, new_splits, source, report)
+    for k in ("train", "val", "test"):
+        report.splits.setdefault(k, 0)
+
+
+def import_examples(session: Session, path: Path, region: str | None = None, dry_run: bool = False,
+                    source: str | None = None) -> ImportReport:
+    """Import gold examples (prompt + completion); see :func:`import_file`."""
+    return import_file(session, path, "examples", region=region, dry_run=dry_run, source=source)
+
+
+def _scrub_rows(clean: list[dict[str, Any]], regions: dict[str, Region], report: ImportReport) -> None:
+    for r in clean:
+        country = regions[r["region"]].country
+        for name in ("prompt", "completion", "chosen", "rejected"):
+            if r.get(name):
+                r[name], found = scrub(r[name], country)
+                report.pii.update(found)
+
+
+def _lookup(session: Session, column_id, column_hash, where, hashes: Iterable[str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for chunk in _chunks(sorted(set(hashes))):
+        out.update({h: i for i, h in session.execute(select(column_id, column_hash).where(where, column_hash.in_(chunk)))})
+    return out
+
+
+def _ensure_prompts(session, clean, source, report) -> tuple[dict, dict]:
+    """Prompt ids by (region id, hash), inserting new prompts, and the splits given to the new ones."""
+    prompt_ids: dict[tuple[int, str], int] = {}
+    by_region: dict[int, set[str]] = defaultdict(set)
+    for r in clean:
+        by_region[r["region_id"]].add(r["prompt_hash"])
+    for rid, hashes in by_region.items():
+        for h, pid in _lookup(session, Prompt.id, Prompt.content_hash, Prompt.region_id == rid, hashes).items():
+            prompt_ids[(rid, h)] = pid
+    new: dict[tuple[int, str], dict[str, Any]] = {}
+    for r in clean:
+        key = (r["region_id"], r["prompt_hash"])
+        if key not in prompt_ids and key not in new:
+            new[key] = {"region_id": key[0], "task_type": TaskType(r["task_type"]), "text": r["prompt"],
+                        "month": r["month"], "source": source, "content_hash": key[1]}
+    strata: dict[tuple[int, TaskType], list[str]] = defaultdict(list)
+    for (rid, h), p in new.items():
+        strata[(rid, p["task_type"])].append(h)
+    splits: dict[tuple[int, str], str] = {}
+    for (rid, task), hashes in strata.items():
+        counts = Counter(session.scalars(
+            select(Prompt.split).where(Prompt.region_id == rid, Prompt.task_type == task)
+        ))
+        for h, split in assign_splits(hashes, {k.value: v for k, v in counts.items()}).items():
+            new[(rid, h)]["split"] = Split(split)
+            splits[(rid, h)] = split
+    report.prompts_created = len(new)
+    report.prompts_existing = len({(r["region_id"], r["prompt_hash"]) for r in clean}) - len(new)
+    if new:
+        for chunk in _chunks(list(new.values())):
+            for pid, rid, h in session.execute(
+                insert(Prompt).returning(Prompt.id, Prompt.region_id, Prompt.content_hash,
+                                         sort_by_parameter_order=True), chunk
+            ):
+                prompt_ids[(rid, h)] = pid
+    return prompt_ids, splits
+
+
+def _write_examples(session, clean, prompt_ids, new_splits, tags, source, report) -> None:
+    for r in clean:
+        r["example_hash"] = content_hash(r["prompt_hash"], r["completion"])
+    existing: set[tuple[int, str]] = set()
+    by_region: dict[int, set[str]] = defaultdict(set)
+    for r in clean:
+        by_region[r["region_id"]].add(r["example_hash"])
+    for rid, hashes in by_region.items():
+        existing.update((rid, h) for h in _lookup(session, Example.id, Example.content_hash,
+                                                   Example.region_id == rid, hashes))
+    fresh = []
+    for r in clean:
+        key = (r["region_id"], r["example_hash"])
+        if key in existing:
+            report.duplicates_skipped += 1
+            continue
+        existing.add(key)
+        fresh.append(r)
+        report.splits[new_splits.get((r["region_id"], r["prompt_hash"]), "existing prompt")] += 1
+        report.regions[r["region"]] += 1
+    report.examples_created = len(fresh)
+    if not fresh:
+        return
+    links = []
+    for chunk in _chunks(fresh):
+        ids = session.scalars(
+            insert(Example).returning(Example.id, sort_by_parameter_order=True),
+            [{"prompt_id": prompt_ids[(r["region_id"], r["prompt_hash"])], "region_id": r["region_id"],
+              "text": r["completion"], "source": source, "content_hash": r["example_hash"]} for r in chunk],
+        ).all()
+        for eid, r in zip(ids, chunk, strict=True):
+            links.extend({"example_id": eid, "tag_id": tags[t].id} for t in dict.fromkeys(r["tags"]))
+    for chunk in _chunks(links):
+        session.execute(insert(example_tags), chunk)
+
+
+def ensure_import_identity(session: Session) -> tuple[ModelVersion, User]:
+    """The ``external`` model version and the ``import`` system user that imported preferences belong to."""
+    version = session.scalar(select(ModelVersion).where(ModelVersion.name == EXTERNAL_VERSION))
+    if version is None:
+        version = ModelVersion(name=EXTERNAL_VERSION, base_model="external", status=VersionStatus.retired,
+                               lineage={"kind": "imported outputs of unknown models"})
+        session.add(version)
+    user = session.scalar(select(User).where(User.username == IMPORT_USER))
+    if user is None:
+        user = User(username=IMPORT_USER, password_hash="!", is_active=False, is_system=True)
+        session.add(user)
+    session.flush()
+    return version, user
+
+
+def _write_preferences(session, clean, prompt_ids, new_splits, source, report) -> None:
+    for r in clean:
+        r["chosen_hash"] = content_hash(r["prompt_hash"], r["chosen"])
+        r["rejected_hash"] = content_hash(r["prompt_hash"], r["rejected"])
+    version, user = ensure_import_identity(session)
+
+    # 1. generations: one per distinct (prompt, text), reused across files
+    gen_ids = _lookup(session, Generation.id, Generation.content_hash, Generation.model_version_id == version.id,
+                      [h for r in clean for h in (r["chosen_hash"], r["rejected_hash"])])
+    new_gens: dict[str, dict[str, Any]] = {}
+    for r in clean:
+        pid = prompt_ids[(r["region_id"], r["prompt_hash"])]
+        for text, h in ((r["chosen"], r["chosen_hash"]), (r["rejected"], r["rejected_hash"])):
+            if h not in gen_ids and h not in new_gens:
+                new_gens[h] = {"prompt_id": pid, "model_version_id": version.id, "text": text, "seed": 0,
+                               "params": {"source": source}, "content_hash": h}
+    for chunk in _chunks(list(new_gens.values())):
+        for gid, h in session.execute(
+            insert(Generation).returning(Generation.id, Generation.content_hash, sort_by_parameter_order=True), chunk
+        ):
+            gen_ids[h] = gid
+
+    # 2. pairs (chosen as "a") and the import user's vote; a pair already voted by the import user is a duplicate
+    ab = [(gen_ids[r["chosen_hash"]], gen_ids[r["rejected_hash"]]) for r in clean]
+    existing_pairs: dict[frozenset, tuple[int, int]] = {}
+    all_gens = sorted({g for pair in ab for g in pair})
+    for chunk in _chunks(all_gens):
+        for pid_, a, b in session.execute(
+            select(Pair.id, Pair.generation_a_id, Pair.generation_b_id).where(Pair.generation_a_id.in_(chunk))
+        ):
+            existing_pairs[frozenset((a, b))] = (pid_, a)
+    voted = set()
+    pair_ids = [p for p, _ in existing_pairs.values()]
+    for chunk in _chunks(pair_ids):
+        voted.update(session.scalars(select(Vote.pair_id).where(Vote.user_id == user.id, Vote.pair_id.in_(chunk))))
+    new_pairs, todo_votes = [], []
+    for r, (a, b) in zip(clean, ab, strict=True):
+        key = frozenset((a, b))
+        if key in existing_pairs:
+            pair_id, first = existing_pairs[key]
+            if pair_id in voted or pair_id is None:
+                report.duplicates_skipped += 1
+                continue
+            voted.add(pair_id)
+            todo_votes.append((r, pair_id, Choice.a if first == a else Choice.b))
+            continue
+        existing_pairs[key] = (None, a)  # claimed by this file: a repeat row is a duplicate
+        new_pairs.append((r, a, b))
+    for chunk in _chunks(new_pairs):
+        ids = session.scalars(insert(Pair).returning(Pair.id, sort_by_parameter_order=True), [
+            {"prompt_id": prompt_ids[(r["region_id"], r["prompt_hash"])], "region_id": r["region_id"],
+             "generation_a_id": a, "generation_b_id": b, "model_a_id": version.id, "model_b_id": version.id}
+            for r, a, b in chunk
+        ]).all()
+        todo_votes.extend((r, pair_id, Choice.a) for (r, _, _), pair_id in zip(chunk, ids, strict=True))
+    for chunk in _chunks(todo_votes):
+        session.execute(insert(Vote), [
+            {"pair_id": pair_id, "user_id": user.id, "region_id": r["region_id"], "choice": choice,
+             "strength": Strength(r["strength"]) if r["strength"] else None, "comment": "", "shown_left": Side.a,
+             "source": "import"}
+            for r, pair_id, choice in chunk
+        ])
+    for r, _, _ in todo_votes:
+        report.splits[new_splits.get((r["region_id"], r["prompt_hash"]), "existing prompt")] += 1
+        report.regions[r["region"]] += 1
+    report.pairs_created = len(todo_votes)

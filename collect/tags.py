@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+import re
+
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.models import Tag
+from db.errors import NotFound, ValidationError
+from db.models import Tag, example_tags, vote_tags
+
+_SLUG = re.compile(r"[a-z][a-z0-9_]{1,62}")
 
 DEFAULT_TAGS: dict[str, tuple[str, str]] = {
     "local_idiom": ("Local idiom", "Uses a phrase or word people here actually say"),
@@ -25,3 +30,35 @@ def ensure_default_tags(session: Session) -> int:
     session.add_all(missing)
     session.flush()
     return len(missing)
+
+
+def list_tags(session: Session) -> list[Tag]:
+    return list(session.scalars(select(Tag).order_by(Tag.name)))
+
+
+def add_tag(session: Session, name: str, label: str, description: str = "") -> Tag:
+    """Add a tag to the vocabulary; the name must be a new lowercase slug."""
+    name = name.strip()
+    if not _SLUG.fullmatch(name):
+        raise ValidationError(f"tag name {name!r} must be a lowercase slug (letters, digits, underscores)")
+    if not label.strip():
+        raise ValidationError(f"tag {name!r} needs a label")
+    if session.scalar(select(Tag.id).where(Tag.name == name)) is not None:
+        raise ValidationError(f"tag {name!r} already exists")
+    tag = Tag(name=name, label=label.strip(), description=description.strip())
+    session.add(tag)
+    session.flush()
+    return tag
+
+
+def remove_tag(session: Session, name: str) -> None:
+    """Remove a tag that no example or vote uses (used tags are history and stay)."""
+    tag = session.scalar(select(Tag).where(Tag.name == name))
+    if tag is None:
+        raise NotFound(f"unknown tag {name!r}")
+    used = session.scalar(select(func.count()).select_from(example_tags).where(example_tags.c.tag_id == tag.id))
+    used += session.scalar(select(func.count()).select_from(vote_tags).where(vote_tags.c.tag_id == tag.id))
+    if used:
+        raise ValidationError(f"tag {name!r} is used {used} times and cannot be removed")
+    session.delete(tag)
+    session.flush()
