@@ -139,7 +139,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         else:
             rows, stats = preference_rows(session, filters, args.prompt_format)
             extra = (f"; {stats.votes} votes on {stats.pairs_with_votes} pairs: {stats.pairs_kept} kept, "
-                     f"{stats.ties_dropped} ties dropped, {stats.both_bad} both-bad, {stats.rewrite_rows} rewrite rows")
+                     f"{stats.ties_dropped} ties dropped, {stats.both_bad} both-bad, "
+                     f"{stats.rewrite_rows} rewrite rows")
     out = write_rows(rows, Path(args.output), args.format)
     per_region = ", ".join(f"{k} {v}" for k, v in sorted(regions_of(rows).items()))
     print(f"wrote {len(rows)} {args.what} rows to {out} ({per_region}){extra}")

@@ -62,7 +62,8 @@ def main() -> None:
         path = Path(tmp) / "prefs.jsonl"
         t0 = time.perf_counter()
         make_file(path, args.rows)
-        print(f"generated {args.rows:,} rows ({path.stat().st_size / 2**20:.1f} MiB) in {time.perf_counter() - t0:.1f} s")
+        size = path.stat().st_size / 2**20
+        print(f"generated {args.rows:,} rows ({size:.1f} MiB) in {time.perf_counter() - t0:.1f} s")
         for label in ("first import", "re-import (all duplicates)"):
             t0 = time.perf_counter()
             with session_scope(engine) as s:

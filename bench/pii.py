@@ -138,8 +138,7 @@ PHONE_PREFIXES = {
     "ES": ["91", "93", "95", "96", "6", "7", "900", "98"],
     "MX": ["55", "33", "81", "222", "998", "442", "800", "664", "999"],
 }
-TRUNK_IDD = {"GB": ("0", "00"), "US": ("1", "011"), "AU": ("0", "0011"), "DE": ("0", "00"), "ES": ("", "00"),
-             "MX": ("", "00")}
+IDD = {"GB": "00", "US": "011", "AU": "0011", "DE": "00", "ES": "00", "MX": "00"}  # international call prefix
 
 
 def make_phone(country: str, rng: random.Random) -> str:
@@ -162,11 +161,10 @@ def format_phone(number: phonenumbers.PhoneNumber, country: str, rng: random.Ran
     national = phonenumbers.format_number(number, Fmt.NATIONAL)
     intl = phonenumbers.format_number(number, Fmt.INTERNATIONAL)
     nsn = str(number.national_number)
-    trunk, idd = TRUNK_IDD[country]
     options: list[Callable[[], str]] = [
         lambda: national, lambda: national, lambda: intl, lambda: intl,
         lambda: phonenumbers.format_number(number, Fmt.E164),
-        lambda: idd + intl[1:],
+        lambda: IDD[country] + intl[1:],
         lambda: national.replace(" ", "-"),
         lambda: re.sub(r"[^\d]", "", national),
         lambda: intl.replace(" ", "-"),
@@ -191,8 +189,8 @@ def format_phone(number: phonenumbers.PhoneNumber, country: str, rng: random.Ran
                     lambda: f"{d[:a]}-{d[a:6]}-{d[6:]}", lambda: f"+52 ({d[:a]}) {d[a:6]} {d[6:]}",
                     lambda: f"+52 1 {d[:a]} {d[a:6]} {d[6:]}"]  # the pre-2019 mobile "1", still common
     if country == "AU":
-        options.append(lambda: "(" + national[:2] + ")" + national[2:] if national.startswith("0") else national)
-    if country == "GB" and trunk:
+        options.append(lambda: national.replace("(", "").replace(")", ""))
+    if country == "GB":
         options.append(lambda: "(" + national.replace(" ", ") ", 1))
     return rng.choice(options)()
 
@@ -231,9 +229,9 @@ def make_iban(country: str, rng: random.Random) -> str:
         bban = {"GB": lambda: rng.choice(["NWBK", "BARC", "LOYD", "HBUK", "MIDL"]) + digits(14),
                 "IE": lambda: rng.choice(["AIBK", "BOFI"]) + digits(14), "DE": lambda: digits(18),
                 "AT": lambda: digits(16), "NL": lambda: rng.choice(["ABNA", "INGB", "RABO"]) + digits(10),
-                "FR": lambda: digits(21) + "00"}[cc]()
+                "FR": lambda: digits(21)}[cc]()
         if cc == "FR":  # the RIB key makes French numbers verifiable by banks; keep them realistic
-            bban = bban[:21] + f"{97 - (int(bban[:21] + '00') % 97):02d}"
+            bban += f"{97 - int(bban + '00') % 97:02d}"
         value = cc + iban.calc_check_digits(cc + "00" + bban) + bban
     value = iban.compact(value)
     assert iban.is_valid(value), value
@@ -352,6 +350,9 @@ def main() -> int:
     args = parser.parse_args()
     rng = random.Random(args.seed)
     corpus = load_corpus()
+    if not corpus:
+        print(f"no demo completions under {DEMO_DATA}")
+        return 1
     clean = [(loc, country, t) for loc, (country, texts) in corpus.items() for t in texts]
 
     print(f"demo corpus: {len(clean)} completions from {', '.join(sorted(corpus)) or 'no regions'}")
@@ -379,7 +380,7 @@ def main() -> int:
         for _ in range(3):
             text = insert_sentence(text, rng.choice(DECOYS[LANG.get(locale, "en")]), rng)
         hard.append((country, text))
-    hard_changed = [(t, scrub(t, c)[0]) for c, t in hard if scrub(t, c)[0] != t]
+    hard_changed = [(t, out) for t, out in ((t, scrub(t, c)[0]) for c, t in hard) if out != t]
     if args.show_misses:
         for before, after in hard_changed:
             print(f"  FP {before!r}\n  -> {after!r}")

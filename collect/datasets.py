@@ -147,9 +147,9 @@ def preference_rows(session: Session, f: DatasetFilter | None = None,
             winners = [v for v in votes if v.choice == win]
             agreement = len(winners) / len(votes)
             strength = sum(STRENGTH_WEIGHT[v.strength] for v in winners) / len(winners)
-            out.append(meta | {"chosen": side[win][0], "rejected": side[lose][0], "margin": round(agreement * strength, 4),
-                               "agreement": round(agreement, 4), "chosen_model": side[win][1],
-                               "rejected_model": side[lose][1], "kind": "vote"})
+            out.append(meta | {"chosen": side[win][0], "rejected": side[lose][0],
+                               "margin": round(agreement * strength, 4), "agreement": round(agreement, 4),
+                               "chosen_model": side[win][1], "rejected_model": side[lose][1], "kind": "vote"})
             stats.pairs_kept += 1
         elif counts[Choice.both_bad] == len(votes):
             stats.both_bad += 1

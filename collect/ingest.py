@@ -336,7 +336,8 @@ def _scrub_rows(clean: list[dict[str, Any]], regions: dict[str, Region], report:
 def _lookup(session: Session, column_id, column_hash, where, hashes: Iterable[str]) -> dict[str, int]:
     out: dict[str, int] = {}
     for chunk in _chunks(sorted(set(hashes))):
-        out.update({h: i for i, h in session.execute(select(column_id, column_hash).where(where, column_hash.in_(chunk)))})
+        stmt = select(column_id, column_hash).where(where, column_hash.in_(chunk))
+        out.update({h: i for i, h in session.execute(stmt)})
     return out
 
 

@@ -38,8 +38,8 @@ def voted(loaded):
         s.add_all([base, v1])
         s.flush()
         users = [create_user(s, f"r{i}", "long-password-1", ["reviewer"], ["en-GB-leeds"]) for i in range(3)]
-        prompts = s.scalars(select(Prompt).join(Region).where(Prompt.split == Split.train,
-                                                                Region.code == "en-GB-leeds").order_by(Prompt.id)).all()[:4]
+        leeds_train = (Prompt.split == Split.train) & (Region.code == "en-GB-leeds")
+        prompts = s.scalars(select(Prompt).join(Region).where(leeds_train).order_by(Prompt.id)).all()[:4]
         majority, tie, both_bad, rewrite = (_pair(s, p, base, v1) for p in prompts)
 
         def vote(pair, user, choice, strength=None, rewrite_text=None):

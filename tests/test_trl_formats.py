@@ -43,7 +43,8 @@ def test_reward_trainer_uses_margin(exported, tiny_model, tmp_path):
     dataset = load_from_disk(str(exported[1]))
     assert {"prompt", "chosen", "rejected", "margin"} <= set(dataset.column_names)
     model = AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=1)
-    trainer = RewardTrainer(model=model, train_dataset=dataset, processing_class=AutoTokenizer.from_pretrained(tiny_model),
+    trainer = RewardTrainer(model=model, train_dataset=dataset,
+                            processing_class=AutoTokenizer.from_pretrained(tiny_model),
                             args=RewardConfig(output_dir=str(tmp_path / "rm-out"), **COMMON))
     batch = next(iter(trainer.get_train_dataloader()))
     assert "margin" in batch
