@@ -25,6 +25,7 @@ PII_TYPES = ("EMAIL", "IBAN", "CARD", "IP", "PHONE")
 # National formats are ambiguous without a country, so unknown regions are checked against every country we
 # collect from; international (+…) numbers are found whatever the region.
 SUPPORTED_REGIONS = ("GB", "US", "AU", "DE", "ES", "MX")
+MIN_PHONE_DIGITS = 6  # the shortest callable numbers in these plans (AU "13 xx xx") have six digits
 
 # Something must stand before the '@', which keeps social handles ("@CafeAncoats") out.
 _EMAIL = re.compile(r"(?<![\w.%+-])[\w.%+-]+@[\w-]+(?:\.[\w-]+)*\.[^\W\d_]{2,}(?![\w-])")
@@ -142,6 +143,8 @@ def _is_ipv6(candidate: str) -> bool:
 
 
 def _replace_phones(text: str, region_country: str | None, found: Counter) -> str:
+    if sum(ch.isdigit() for ch in text) < MIN_PHONE_DIGITS:  # the matcher is the slow part: skip hopeless texts
+        return text
     regions = [region_country.upper()] if region_country else SUPPORTED_REGIONS
     spans = [span for region in regions for span in _phone_spans(text, region)]
     # Of overlapping candidates the longest wins, so no country code or trailing group is left behind.
