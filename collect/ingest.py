@@ -140,21 +140,24 @@ def import_regions(session: Session, path: Path, dry_run: bool = False) -> list[
     problems = [p for obj in rows for p in _validate_region(obj, str(path))]
     if problems:
         raise ValidationError(f"{path}: {len(problems)} problems, nothing imported", problems)
-    codes = []
+    codes, changed = [], []
     for obj in rows:
         values = {name: obj[name] for name in REGION_FIELDS}
         codes.append(values["code"])
-        if dry_run:
-            continue
         region = session.scalar(select(Region).where(Region.code == values["code"]))
         if region is None:
-            session.add(Region(**values))
-        else:
-            for name, value in values.items():
-                setattr(region, name, value)
-    if not dry_run:
+            changed.append(values["code"])
+            if not dry_run:
+                session.add(Region(**values))
+        elif any(getattr(region, name) != value for name, value in values.items()):
+            changed.append(values["code"])
+            if not dry_run:
+                for name, value in values.items():
+                    setattr(region, name, value)
+    if changed and not dry_run:  # the audit log records changes; a no-op re-import leaves no trace
         session.flush()
-        session.add(AuditEvent(action="import_regions", entity="region", details={"file": path.name, "codes": codes}))
+        session.add(AuditEvent(action="import_regions", entity="region",
+                               details={"file": path.name, "codes": changed}))
     return codes
 
 
@@ -286,7 +289,7 @@ def import_file(session: Session, path: Path, kind: str = "examples", region: st
     finally:
         if savepoint is not None:
             savepoint.rollback()
-    if not dry_run:
+    if not dry_run and (report.created or report.prompts_created):
         session.add(AuditEvent(action=f"import_{kind}", entity=kind, details=report.as_dict() | {"file": path.name}))
         session.flush()
     log.info(report.summary())

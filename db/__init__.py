@@ -1,10 +1,20 @@
 """Persistence: settings, SQLAlchemy models, sessions and Alembic migrations. Only this package talks SQL."""
 
-from db.errors import ConfigError, DatabaseUnavailable, GeoAlignError, NotFound, ValidationError
+from db.errors import (
+    AuthError,
+    ConfigError,
+    DatabaseUnavailable,
+    GeoAlignError,
+    NotFound,
+    PermissionDenied,
+    ValidationError,
+)
 from db.session import get_engine, make_engine, session_scope
 from db.settings import Settings, get_settings
 
 __all__ = [
+    "AuthError",
+    "PermissionDenied",
     "ConfigError",
     "DatabaseUnavailable",
     "GeoAlignError",

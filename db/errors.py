@@ -31,3 +31,11 @@ class ValidationError(GeoAlignError):
         shown = [f"{f}:{r if r is not None else '-'}:{fld or '-'}: {msg}" for f, r, fld, msg in self.problems[:20]]
         more = f" (+{len(self.problems) - 20} more)" if len(self.problems) > 20 else ""
         return head + "; " + "; ".join(shown) + more
+
+
+class PermissionDenied(GeoAlignError):
+    """The user is not allowed to do this (missing role, or a region that is not theirs)."""
+
+
+class AuthError(GeoAlignError):
+    """Login failed: wrong credentials, locked or inactive account."""

@@ -118,3 +118,45 @@ def tiny_model(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("models") / "tiny"
     build_demo_model(docs, out, DemoModelConfig(epochs=20, batch_size=8), progress=False)
     return out
+
+
+def make_pairs(engine, region_code: str, n: int, versions: tuple[str, str] = ("base", "base")) -> list[int]:
+    """``n`` pairs on distinct prompts of ``region_code`` with synthetic generations (no model needed)."""
+    from sqlalchemy import select
+
+    from db.models import Generation, ModelVersion, Pair, Prompt, Region
+
+    with session_scope(engine) as s:
+        made = {}
+        for name in dict.fromkeys(versions):
+            made[name] = s.scalar(select(ModelVersion).where(ModelVersion.name == name)) or ModelVersion(
+                name=name, base_model="tiny")
+            s.add(made[name])
+        s.flush()
+        region = s.scalar(select(Region).where(Region.code == region_code))
+        prompts = s.scalars(select(Prompt).where(Prompt.region_id == region.id).order_by(Prompt.id).limit(n)).all()
+        ids = []
+        for i, p in enumerate(prompts):
+            ga = Generation(prompt_id=p.id, model_version_id=made[versions[0]].id, text=f"{region.name} copy A{i}",
+                            params={}, seed=i)
+            gb = Generation(prompt_id=p.id, model_version_id=made[versions[1]].id, text=f"{region.name} copy B{i}",
+                            params={}, seed=i)
+            s.add_all([ga, gb])
+            s.flush()
+            pair = Pair(prompt_id=p.id, region_id=region.id, generation_a_id=ga.id, generation_b_id=gb.id,
+                        model_a_id=ga.model_version_id, model_b_id=gb.model_version_id)
+            s.add(pair)
+            s.flush()
+            ids.append(pair.id)
+        return ids
+
+
+def login_as(engine, username: str, password: str = "long-password-1", roles=("reviewer",), regions=()):
+    """Create the user and return their CurrentUser."""
+    from collect.accounts import create_user
+    from collect.auth import login
+
+    with session_scope(engine) as s:
+        create_user(s, username, password, list(roles), list(regions))
+    with session_scope(engine) as s:
+        return login(s, username, password)

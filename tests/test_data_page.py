@@ -1,6 +1,7 @@
 """The Data page's logic (upload → import report, export → download bytes) and the page itself in AppTest."""
 
 import json
+
 import pytest
 from streamlit.testing.v1 import AppTest
 

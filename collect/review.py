@@ -1,0 +1,193 @@
+"""Blind pairwise review: what a reviewer sees, and where a vote is written (``submit_vote``).
+
+Everything here works in terms of the sides the reviewer saw ("left"/"right"); the mapping to the pair's stored
+generations ("a"/"b") is the assignment's ``shown_left``, drawn at random per reviewer. Nothing returned to the
+page names a model or version.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from collect.auth import CurrentUser, require
+from collect.ingest import MONTHS
+from collect.pii import scrub
+from collect.prompting import TASK_LABELS
+from collect.scheduler import next_assignment, unseen_pairs
+from collect.splits import content_hash
+from db.errors import NotFound, PermissionDenied, ValidationError
+from db.models import Assignment, AuditEvent, Choice, Example, Pair, Region, Side, Strength, Tag, Vote
+
+UNDO_SECONDS = 120  # long enough to notice a mis-click, short enough that the vote is not yet trained on
+CHOICES = ("left", "right", "tie", "both_bad")
+
+
+@dataclass(frozen=True)
+class ReviewItem:
+    """One pair as the reviewer sees it: brief, region context, and the two outputs in display order."""
+
+    assignment_id: int
+    region_code: str
+    region_name: str
+    profile: str
+    climate: str  # the region's climate in the brief's month (or the current month)
+    task: str
+    brief: str
+    left: str
+    right: str
+
+
+@dataclass(frozen=True)
+class VoteResult:
+    vote_id: int
+    duplicate: bool  # True when this assignment had already been voted: nothing new was written
+
+
+@dataclass(frozen=True)
+class Progress:
+    votes_today: int
+    pairs_left: int
+
+
+def _other(side: Side) -> Side:
+    return Side.b if side == Side.a else Side.a
+
+
+def _own_assignment(session: Session, user: CurrentUser, assignment_id: int) -> tuple[Assignment, Pair]:
+    assignment = session.get(Assignment, assignment_id)
+    if assignment is None:
+        raise NotFound(f"assignment {assignment_id} does not exist")
+    if assignment.user_id != user.id:
+        raise PermissionDenied("this pair was assigned to another reviewer")
+    pair = session.get(Pair, assignment.pair_id)
+    if pair.region_id not in user.region_ids:
+        raise PermissionDenied(f"{user.username} does not review this pair's region")
+    return assignment, pair
+
+
+def next_item(session: Session, user: CurrentUser) -> ReviewItem | None:
+    """The pair to review now, or None when the reviewer's queue is empty."""
+    require(user, "reviewer")
+    assignment = next_assignment(session, user.id, user.region_ids)
+    if assignment is None:
+        return None
+    pair = session.get(Pair, assignment.pair_id)
+    prompt, region = pair.prompt, session.get(Region, pair.region_id)
+    texts = {Side.a: pair.generation_a.text, Side.b: pair.generation_b.text}
+    month = prompt.month or datetime.now(timezone.utc).month
+    climate = (region.climate_by_month or {}).get(MONTHS[month - 1], "")
+    return ReviewItem(
+        assignment_id=assignment.id, region_code=region.code, region_name=region.name, profile=region.profile,
+        climate=f"{MONTHS[month - 1]}: {climate}" if climate else "", task=TASK_LABELS[prompt.task_type.value],
+        brief=prompt.text, left=texts[assignment.shown_left], right=texts[_other(assignment.shown_left)],
+    )
+
+
+def submit_vote(session: Session, user: CurrentUser, assignment_id: int, choice: str, strength: str | None = None,
+                tags: list[str] | tuple[str, ...] = (), comment: str = "", rewrite: str | None = None,
+                rewrite_side: str | None = None, seconds: float | None = None) -> VoteResult:
+    """Record the reviewer's judgement of an assignment. Idempotent: a second submit returns the first vote.
+
+    ``choice`` is left/right/tie/both_bad as displayed; ``rewrite`` improves the better output (for left/right)
+    or, for both_bad and tie, the side named by ``rewrite_side`` (or neither in particular when it is None).
+    """
+    require(user, "reviewer")
+    assignment, pair = _own_assignment(session, user, assignment_id)
+    existing = session.scalar(select(Vote).where(Vote.pair_id == pair.id, Vote.user_id == user.id))
+    if existing is not None:
+        return VoteResult(existing.id, duplicate=True)
+    if choice not in CHOICES:
+        raise ValidationError(f"choice {choice!r} is not one of {CHOICES}")
+    if strength not in (None, "slight", "clear"):
+        raise ValidationError(f"strength {strength!r} is not one of slight, clear")
+    if strength is not None and choice not in ("left", "right"):
+        strength = None  # a tie or "both bad" has no direction to be strong about
+    left, right = assignment.shown_left, _other(assignment.shown_left)
+    stored_choice = {"left": Choice(left.value), "right": Choice(right.value), "tie": Choice.tie,
+                     "both_bad": Choice.both_bad}[choice]
+    rewrite = (rewrite or "").strip() or None
+    rewrite_of = None
+    if rewrite is not None:
+        side = {"left": "left", "right": "right"}.get(choice, rewrite_side)
+        if side not in (None, "left", "right"):
+            raise ValidationError(f"rewrite_side {rewrite_side!r} is not left or right")
+        rewrite_of = {"left": left, "right": right, None: None}[side]
+        rewrite, _ = scrub(rewrite, pair.prompt.region.country)
+    tag_rows = list(session.scalars(select(Tag).where(Tag.name.in_(list(tags))))) if tags else []
+    unknown = set(tags) - {t.name for t in tag_rows}
+    if unknown:
+        raise ValidationError(f"unknown reason tags {sorted(unknown)}")
+    comment, _ = scrub(comment.strip(), pair.prompt.region.country) if comment else ("", None)
+
+    vote = Vote(pair_id=pair.id, user_id=user.id, region_id=pair.region_id, choice=stored_choice,
+                strength=Strength(strength) if strength else None, comment=comment, rewrite=rewrite,
+                rewrite_of=rewrite_of, shown_left=assignment.shown_left, seconds_taken=seconds, tags=tag_rows)
+    try:
+        with session.begin_nested():  # the unique (pair, reviewer) constraint settles a double-click race
+            session.add(vote)
+    except IntegrityError:
+        existing = session.scalar(select(Vote).where(Vote.pair_id == pair.id, Vote.user_id == user.id))
+        return VoteResult(existing.id, duplicate=True)
+    if rewrite is not None:
+        h = content_hash(pair.prompt.content_hash, rewrite)
+        if session.scalar(select(Example.id).where(Example.region_id == pair.region_id,
+                                                   Example.content_hash == h)) is None:
+            session.add(Example(prompt_id=pair.prompt_id, region_id=pair.region_id, text=rewrite, source="rewrite",
+                                vote_id=vote.id, content_hash=h))
+    session.flush()
+    return VoteResult(vote.id, duplicate=False)
+
+
+def skip(session: Session, user: CurrentUser, assignment_id: int) -> None:
+    """Set the pair aside for this reviewer; it will not come back to them."""
+    require(user, "reviewer")
+    assignment, _ = _own_assignment(session, user, assignment_id)
+    assignment.skipped = True
+    session.flush()
+
+
+def last_undoable(session: Session, user: CurrentUser, now: datetime | None = None) -> Vote | None:
+    """The reviewer's latest vote if it is still inside the undo window."""
+    now = now or datetime.now(timezone.utc)
+    vote = session.scalar(select(Vote).where(Vote.user_id == user.id, Vote.source == "review")
+                          .order_by(Vote.created_at.desc(), Vote.id.desc()).limit(1))
+    if vote is None:
+        return None
+    created = vote.created_at if vote.created_at.tzinfo else vote.created_at.replace(tzinfo=timezone.utc)
+    return vote if now - created <= timedelta(seconds=UNDO_SECONDS) else None
+
+
+def undo_last_vote(session: Session, user: CurrentUser, now: datetime | None = None) -> bool:
+    """Withdraw the latest vote within the undo window; its pair comes back first. False if nothing to undo."""
+    require(user, "reviewer")
+    vote = last_undoable(session, user, now)
+    if vote is None:
+        return False
+    for example in session.scalars(select(Example).where(Example.vote_id == vote.id)):
+        session.delete(example)
+    session.add(AuditEvent(user_id=user.id, action="undo_vote", entity="pair", entity_id=vote.pair_id,
+                           details={"choice": vote.choice.value}))
+    session.delete(vote)
+    session.flush()
+    return True
+
+
+def progress(session: Session, user: CurrentUser, now: datetime | None = None) -> Progress:
+    """Votes the reviewer cast today (UTC) and pairs still waiting for them."""
+    now = now or datetime.now(timezone.utc)
+    start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    today = session.scalar(select(func.count()).select_from(Vote)
+                           .where(Vote.user_id == user.id, Vote.created_at >= start, Vote.source == "review")) or 0
+    if not user.region_ids:
+        return Progress(today, 0)
+    unseen = session.scalar(select(func.count()).select_from(unseen_pairs(user.id, user.region_ids).subquery())) or 0
+    voted = select(Vote.id).where(Vote.pair_id == Assignment.pair_id, Vote.user_id == user.id).exists()
+    open_ = session.scalar(select(func.count()).select_from(Assignment).join(Pair, Assignment.pair_id == Pair.id)
+                           .where(Assignment.user_id == user.id, Assignment.skipped.is_(False), ~voted,
+                                  Pair.region_id.in_(user.region_ids))) or 0
+    return Progress(today, unseen + open_)

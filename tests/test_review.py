@@ -1,0 +1,157 @@
+"""Blind review: assignment, sides, idempotent votes, skip, undo, progress and authorization."""
+
+import random
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import func, select
+
+from collect.review import Progress, next_item, progress, skip, submit_vote, undo_last_vote
+from collect.scheduler import next_assignment
+from db.errors import AuthError, PermissionDenied, ValidationError
+from db.models import Assignment, Choice, Example, Pair, Side, Vote
+from db.session import session_scope
+from tests.conftest import login_as, make_pairs
+
+
+@pytest.fixture
+def leeds(loaded):
+    make_pairs(loaded, "en-GB-leeds", 6)
+    make_pairs(loaded, "en-AU-perth", 4)
+    return loaded, login_as(loaded, "lee", regions=["en-GB-leeds"])
+
+
+def test_next_item_is_blind_and_stable_until_voted(leeds):
+    engine, user = leeds
+    with session_scope(engine) as s:
+        item = next_item(s, user)
+        again = next_item(s, user)
+    assert item == again  # reload shows the same pair
+    assert item.region_code == "en-GB-leeds" and item.brief and item.task
+    assert "Leeds copy" in item.left and "Leeds copy" in item.right
+    assert "base" not in repr(item)  # no model or version name reaches the page
+
+
+def test_left_right_maps_through_shown_left(leeds):
+    engine, user = leeds
+    for _ in range(6):
+        with session_scope(engine) as s:
+            item = next_item(s, user)
+            submit_vote(s, user, item.assignment_id, "left", "clear")
+    with session_scope(engine) as s:
+        rows = s.execute(select(Vote, Pair).join(Pair, Vote.pair_id == Pair.id)).all()
+        assert len(rows) == 6
+        for vote, pair in rows:
+            shown = pair.generation_a if vote.shown_left == Side.a else pair.generation_b
+            chosen = pair.generation_a if vote.choice == Choice.a else pair.generation_b
+            assert chosen.id == shown.id  # "left" always means the output shown left
+        assert {v.shown_left for v, _ in rows} <= {Side.a, Side.b}
+    with session_scope(engine) as s:
+        assert next_item(s, user) is None  # queue empty; Perth pairs are not this reviewer's
+
+
+def test_sides_are_randomised():
+    sides = set()
+    for seed in range(20):
+        sides.add(random.Random(seed).choice([Side.a, Side.b]))
+    assert sides == {Side.a, Side.b}
+
+
+def test_double_submit_records_one_vote(leeds):
+    engine, user = leeds
+    with session_scope(engine) as s:
+        item = next_item(s, user)
+        first = submit_vote(s, user, item.assignment_id, "right", "slight", tags=["local_idiom"], comment="ok")
+    with session_scope(engine) as s:
+        second = submit_vote(s, user, item.assignment_id, "left", "clear")
+    assert (first.duplicate, second.duplicate, first.vote_id) == (False, True, second.vote_id)
+    with session_scope(engine) as s:
+        vote = s.scalar(select(Vote))
+        assert s.scalar(select(func.count()).select_from(Vote)) == 1
+        assert [t.name for t in vote.tags] == ["local_idiom"] and vote.strength.value == "slight"
+
+
+def test_both_bad_with_rewrite_becomes_a_gold_example(leeds):
+    engine, user = leeds
+    with session_scope(engine) as s:
+        item = next_item(s, user)
+        submit_vote(s, user, item.assignment_id, "both_bad", "clear", rewrite="Ey up! Call 0113 496 0000.",
+                    rewrite_side="right", seconds=12.5)
+    with session_scope(engine) as s:
+        vote = s.scalar(select(Vote))
+        assert vote.choice == Choice.both_bad and vote.strength is None and vote.seconds_taken == 12.5
+        assert vote.rewrite == "Ey up! Call [PHONE]." and vote.rewrite_of == (Side.b if vote.shown_left == Side.a
+                                                                            else Side.a)
+        example = s.scalar(select(Example).where(Example.vote_id == vote.id))
+        assert example.text == vote.rewrite and example.source == "rewrite"
+
+
+def test_skip_and_undo(leeds):
+    engine, user = leeds
+    with session_scope(engine) as s:
+        first = next_item(s, user)
+        skip(s, user, first.assignment_id)
+        second = next_item(s, user)
+        assert second.assignment_id != first.assignment_id
+        submit_vote(s, user, second.assignment_id, "tie", rewrite="A better line")
+    with session_scope(engine) as s:
+        assert progress(s, user).votes_today == 1
+        assert undo_last_vote(s, user)
+        assert not undo_last_vote(s, user)  # only the latest vote
+    with session_scope(engine) as s:
+        assert s.scalar(select(func.count()).select_from(Vote)) == 0
+        assert s.scalar(select(func.count()).select_from(Example).where(Example.source == "rewrite")) == 0
+        assert next_item(s, user).assignment_id == second.assignment_id  # the undone pair comes back first
+        assert progress(s, user) == Progress(votes_today=0, pairs_left=5)  # 6 pairs, one skipped
+
+
+def test_undo_window(leeds):
+    engine, user = leeds
+    with session_scope(engine) as s:
+        submit_vote(s, user, next_item(s, user).assignment_id, "left")
+    with session_scope(engine) as s:
+        assert not undo_last_vote(s, user, now=datetime.now(timezone.utc) + timedelta(minutes=10))
+
+
+def test_authorization_is_enforced_in_the_functions(leeds):
+    engine, user = leeds
+    perth = login_as(engine, "pia", regions=["en-AU-perth"])
+    lead = login_as(engine, "leo", roles=["lead"])
+    with session_scope(engine) as s:
+        item = next_item(s, user)
+        with pytest.raises(PermissionDenied, match="another reviewer"):
+            submit_vote(s, perth, item.assignment_id, "left")
+        with pytest.raises(PermissionDenied, match="reviewer"):
+            next_item(s, lead)
+        with pytest.raises(AuthError, match="log in"):
+            next_item(s, None)
+        with pytest.raises(ValidationError):
+            submit_vote(s, user, item.assignment_id, "middle")
+        perth_item = next_item(s, perth)
+        assert perth_item.region_code == "en-AU-perth"
+    expired = type(user)(**{**user.__dict__, "expires_at": datetime.now(timezone.utc) - timedelta(seconds=1)})
+    with session_scope(engine) as s:
+        with pytest.raises(AuthError, match="expired"):
+            next_item(s, expired)
+
+
+def test_concurrent_assignment_on_postgres(pg_engine, mini_data):
+    """Two tabs of one reviewer racing for a pair on PostgreSQL: one assignment per pair, no error."""
+    from collect.ingest import import_examples, import_regions
+    from collect.tags import ensure_default_tags
+
+    with session_scope(pg_engine) as s:
+        ensure_default_tags(s)
+        import_regions(s, mini_data / "en-GB-leeds" / "region.json")
+        s.flush()
+        import_examples(s, mini_data / "en-GB-leeds" / "examples.jsonl", region="en-GB-leeds")
+    make_pairs(pg_engine, "en-GB-leeds", 3)
+    user = login_as(pg_engine, "lee", regions=["en-GB-leeds"])
+    with session_scope(pg_engine) as s1, session_scope(pg_engine) as s2:
+        a1 = next_assignment(s1, user.id, user.region_ids)
+        a2 = next_assignment(s2, user.id, user.region_ids)
+        s1.commit()
+        assert a1 is not None and a2 is not None
+    with session_scope(pg_engine) as s:
+        pairs = s.scalars(select(Assignment.pair_id).where(Assignment.user_id == user.id)).all()
+        assert len(pairs) == len(set(pairs))
