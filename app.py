@@ -3,14 +3,34 @@
     streamlit run app.py
 """
 
+import logging
+
 import streamlit as st
 
-from collect import data_page, home_page
+from collect import admin_page, data_page, home_page, login_page, review_page
+from collect.session_state import current_user, logout
 
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 st.set_page_config(page_title="GeoAlign", page_icon="🗺️", layout="wide")
 
-pages = [
-    st.Page(home_page.render, title="Overview", icon="🏠", url_path="overview", default=True),
-    st.Page(data_page.render, title="Data", icon="🗂️", url_path="data"),
-]
+user = current_user()
+if user is None:
+    pages = [st.Page(login_page.render, title="Log in", icon="🔑", url_path="login")]
+else:
+    pages = []
+    if user.has("reviewer"):
+        pages.append(st.Page(review_page.render, title="Review", icon="⚖️", url_path="review"))
+    if user.has("engineer") or user.has("lead") or user.has("admin"):
+        pages.append(st.Page(home_page.render, title="Overview", icon="🏠", url_path="overview"))
+    if user.has("engineer") or user.has("admin"):
+        pages.append(st.Page(data_page.render, title="Data", icon="🗂️", url_path="data"))
+    if user.has("admin"):
+        pages.append(st.Page(admin_page.render, title="Admin", icon="🛠️", url_path="admin"))
+    with st.sidebar:
+        st.caption(f"Signed in as **{user.username}** · {', '.join(sorted(user.roles))}")
+        if user.regions:
+            st.caption("Regions: " + ", ".join(user.regions))
+        if st.button("Log out", key="logout"):
+            logout()
+            st.rerun()
 st.navigation(pages).run()

@@ -329,6 +329,19 @@ def cmd_users_reset_password(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_users_set_role(args: argparse.Namespace) -> int:
+    from collect.accounts import set_access
+    from db.session import session_scope
+
+    active = {"yes": True, "no": False, None: None}[args.active]
+    with session_scope(_engine()) as session:
+        user = set_access(session, args.username, roles=args.role, regions=args.region, active=active)
+        summary = (f"{user.username}: roles={','.join(sorted(user.role_names))} "
+                   f"regions={','.join(r.code for r in user.regions) or '-'} active={user.is_active}")
+    print(summary)
+    return 0
+
+
 def cmd_users_list(args: argparse.Namespace) -> int:
     from collect.accounts import list_users
     from db.session import session_scope
@@ -512,6 +525,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(usr, "reset-password", cmd_users_reset_password, "set a new password (prints a generated one once)")
     p.add_argument("username")
     p.add_argument("--password-env", help="read the new password from this environment variable instead")
+    p = add(usr, "set-role", cmd_users_set_role, "replace a user's roles and/or regions, or (de)activate them")
+    p.add_argument("username")
+    p.add_argument("--role", action="append", choices=["reviewer", "engineer", "lead", "admin"],
+                   help="role (repeatable; replaces the current roles)")
+    p.add_argument("--region", action="append", help="region code (repeatable; replaces the current regions)")
+    p.add_argument("--active", choices=["yes", "no"], help="activate or deactivate the account")
     add(usr, "list", cmd_users_list, "list users with roles and regions")
 
     add(sub, "status", cmd_status, "prompts, examples, pairs and votes per region")

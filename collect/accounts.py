@@ -82,6 +82,29 @@ def reset_password(session: Session, username: str, password: str) -> User:
     return user
 
 
+def set_access(session: Session, username: str, roles: list[str] | None = None, regions: list[str] | None = None,
+               active: bool | None = None) -> User:
+    """Change a user's roles, regions and/or active flag (None leaves that part as it is)."""
+    user = session.scalar(select(User).where(User.username == username, User.is_system.is_(False)))
+    if user is None:
+        raise NotFound(f"unknown user {username!r}")
+    details: dict = {"username": username}
+    if roles is not None:
+        wanted = _roles(list(roles))
+        user.roles = [r for r in user.roles if r.role in wanted] + [
+            UserRole(role=r) for r in wanted if r not in {x.role for x in user.roles}]
+        details["roles"] = [r.value for r in wanted]
+    if regions is not None:
+        user.regions = _regions(session, list(regions))
+        details["regions"] = list(regions)
+    if active is not None:
+        user.is_active = active
+        details["active"] = active
+    session.add(AuditEvent(action="set_access", entity="user", entity_id=user.id, details=details))
+    session.flush()
+    return user
+
+
 def list_users(session: Session) -> list[User]:
-    return list(session.scalars(select(User).order_by(User.username)))
+    return list(session.scalars(select(User).where(User.is_system.is_(False)).order_by(User.username)))
 

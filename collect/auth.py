@@ -73,7 +73,7 @@ def login(session: Session, username: str, password: str, now: datetime | None =
             user.locked_until = now + timedelta(minutes=LOCK_MINUTES)
             user.failed_logins = 0
             session.add(AuditEvent(user_id=user.id, action="login_locked", entity="user", entity_id=user.id))
-        session.flush()
+        session.commit()  # the failure must count even though the caller's transaction ends in an error
         raise AuthError("invalid username or password")
     if not user.is_active:
         raise AuthError("this account is deactivated: ask an admin")

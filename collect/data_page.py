@@ -12,34 +12,49 @@ import pandas as pd
 import streamlit as st
 from sqlalchemy import select
 
+from collect.auth import CurrentUser, require
 from collect.datasets import DatasetFilter, preference_rows, sft_rows
 from collect.export import write_rows
 from collect.ingest import KINDS, TASK_TYPES, ImportReport, import_file
+from collect.session_state import current_user
 from collect.tags import ensure_default_tags
 from db.errors import GeoAlignError, ValidationError
 from db.models import Region
 from db.session import session_scope
 
 UPLOAD_TYPES = ["jsonl", "json", "csv", "parquet"]
+DATA_ROLES = ("engineer", "admin")
 
 
-def import_upload(name: str, data: bytes, kind: str, region: str | None = None, task_type: str | None = None,
-                  dry_run: bool = True) -> ImportReport:
+def import_upload(
+    actor: CurrentUser | None,
+    name: str,
+    data: bytes,
+    kind: str,
+    region: str | None = None,
+    task_type: str | None = None,
+    dry_run: bool = True,
+) -> ImportReport:
     """Import uploaded bytes as if they were the file ``name`` (its suffix picks the reader)."""
+    require(actor, *DATA_ROLES)
     suffix = Path(name).suffix.lower()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / Path(name).name
         path.write_bytes(data)
         with session_scope() as session:
             ensure_default_tags(session)
-            report = import_file(session, path, kind, region=region, task_type=task_type, dry_run=dry_run,
-                                 source=Path(name).name)
+            report = import_file(
+                session, path, kind, region=region, task_type=task_type, dry_run=dry_run, source=Path(name).name
+            )
     report.file = Path(name).name if suffix else name
     return report
 
 
-def export_bytes(what: str, filters: DatasetFilter, fmt: str = "jsonl") -> tuple[bytes, str, int]:
+def export_bytes(
+    actor: CurrentUser | None, what: str, filters: DatasetFilter, fmt: str = "jsonl"
+) -> tuple[bytes, str, int]:
     """A dataset file's bytes, its download name and its row count."""
+    require(actor, *DATA_ROLES)
     with session_scope() as session:
         rows = sft_rows(session, filters) if what == "sft" else preference_rows(session, filters)[0]
     name = f"geoalign-{what}.{fmt}"
@@ -65,24 +80,37 @@ def _show_report(report: ImportReport) -> None:
     c3.metric("Duplicates skipped", report.duplicates_skipped)
     c4.metric("PII scrubbed", sum(report.pii.values()))
     if report.pii:
-        st.caption("Scrubbed per type (values are never stored): "
-                   + ", ".join(f"{k} {v}" for k, v in sorted(report.pii.items())))
+        st.caption(
+            "Scrubbed per type (values are never stored): "
+            + ", ".join(f"{k} {v}" for k, v in sorted(report.pii.items()))
+        )
 
 
-def render_import() -> None:
+def render_import(actor: CurrentUser) -> None:
     regions = _region_codes()
     if not regions:
         st.info("No regions yet: run `geoalign demo` or `geoalign import regions region.json` first.")
         return
     upload = st.file_uploader("File to import", type=UPLOAD_TYPES, key="data_upload")
     c1, c2, c3 = st.columns(3)
-    kind = c1.selectbox("What the file holds", KINDS, key="data_kind",
-                        format_func={"examples": "gold examples", "prompts": "prompts only",
-                                     "preferences": "preference pairs"}.get)
-    region = c2.selectbox("Region", [None, *regions], key="data_region",
-                          format_func=lambda r: "from the file's region column" if r is None else r)
-    task_type = c3.selectbox("Task type", [None, *TASK_TYPES], key="data_task",
-                             format_func=lambda t: "from the file's task_type column" if t is None else t)
+    kind = c1.selectbox(
+        "What the file holds",
+        KINDS,
+        key="data_kind",
+        format_func={"examples": "gold examples", "prompts": "prompts only", "preferences": "preference pairs"}.get,
+    )
+    region = c2.selectbox(
+        "Region",
+        [None, *regions],
+        key="data_region",
+        format_func=lambda r: "from the file's region column" if r is None else r,
+    )
+    task_type = c3.selectbox(
+        "Task type",
+        [None, *TASK_TYPES],
+        key="data_task",
+        format_func=lambda t: "from the file's task_type column" if t is None else t,
+    )
     if upload is None:
         st.caption("JSONL, JSON, CSV or Parquet. Hugging Face dataset directories: `geoalign import … DIR`.")
         return
@@ -91,7 +119,7 @@ def render_import() -> None:
     if not (dry or real):
         return
     try:
-        report = import_upload(upload.name, upload.getvalue(), kind, region, task_type, dry_run=not real)
+        report = import_upload(actor, upload.name, upload.getvalue(), kind, region, task_type, dry_run=not real)
     except ValidationError as exc:
         st.error(f"Nothing was imported: {str(exc).split(';')[0]}")
         if exc.problems:
@@ -103,21 +131,31 @@ def render_import() -> None:
     _show_report(report)
 
 
-def render_export() -> None:
+def render_export(actor: CurrentUser) -> None:
     regions = _region_codes()
     c1, c2, c3 = st.columns(3)
-    what = c1.selectbox("Dataset", ["preferences", "sft"], key="export_what",
-                        format_func={"preferences": "preferences (prompt/chosen/rejected)",
-                                     "sft": "SFT (prompt/completion)"}.get)
+    what = c1.selectbox(
+        "Dataset",
+        ["preferences", "sft"],
+        key="export_what",
+        format_func={"preferences": "preferences (prompt/chosen/rejected)", "sft": "SFT (prompt/completion)"}.get,
+    )
     fmt = c2.selectbox("Format", ["jsonl", "parquet"], key="export_fmt")
-    splits = c3.multiselect("Splits", ["train", "val"], default=["train"], key="export_splits",
-                            help="The test split is held out for evaluation and cannot be exported for training.")
+    splits = c3.multiselect(
+        "Splits",
+        ["train", "val"],
+        default=["train"],
+        key="export_splits",
+        help="The test split is held out for evaluation and cannot be exported for training.",
+    )
     chosen = st.multiselect("Regions (empty: all)", regions, key="export_regions")
     if not splits:
         st.warning("Pick at least one split.")
         return
     try:
-        data, name, n = export_bytes(what, DatasetFilter(splits=tuple(splits), regions=tuple(chosen) or None), fmt)
+        data, name, n = export_bytes(
+            actor, what, DatasetFilter(splits=tuple(splits), regions=tuple(chosen) or None), fmt
+        )
     except ValidationError as exc:
         st.info(str(exc))
         return
@@ -125,9 +163,10 @@ def render_export() -> None:
 
 
 def render() -> None:
+    actor = require(current_user(), *DATA_ROLES)
     st.title("Data")
     tab_import, tab_export = st.tabs(["Import", "Export"])
     with tab_import:
-        render_import()
+        render_import(actor)
     with tab_export:
-        render_export()
+        render_export(actor)

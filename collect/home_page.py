@@ -5,7 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from collect.auth import require
 from collect.overview import model_version_count, region_overview
+from collect.session_state import current_user
 from db.session import session_scope
 
 EMPTY_STATE = "No regions yet. Run `geoalign demo` (or `geoalign import regions …`) to load data."
@@ -20,6 +22,7 @@ def overview_frame() -> pd.DataFrame:
 
 
 def render() -> None:
+    require(current_user(), "engineer", "lead", "admin")
     st.title("GeoAlign")
     st.caption("Human preferences on regional marketing copy, turned into better models round after round.")
     frame = overview_frame()

@@ -1,4 +1,4 @@
-"""The Streamlit entry point routes to the overview page, which shows counts or a clear empty state."""
+"""The overview page (for engineers, leads and admins) shows counts per region or a clear empty state."""
 
 from pathlib import Path
 
@@ -6,13 +6,16 @@ from streamlit.testing.v1 import AppTest
 
 from db import migrate
 from db.session import get_engine
+from tests.conftest import login_as
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 
 
 def test_overview_empty_state(home):
     migrate.upgrade(get_engine())
-    at = AppTest.from_file(APP, default_timeout=30).run()
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.session_state["geoalign_user"] = login_as(get_engine(), "lea", roles=["lead"])
+    at.run()
     assert not at.exception
     assert "geoalign demo" in at.info[0].value
 
@@ -29,7 +32,9 @@ def test_overview_shows_regions_and_waiting_pairs(home, mini_data):
         import_regions(s, mini_data / "en-GB-leeds" / "region.json")
         s.flush()
         import_examples(s, mini_data / "en-GB-leeds" / "examples.jsonl", region="en-GB-leeds")
-    at = AppTest.from_file(APP, default_timeout=30).run()
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.session_state["geoalign_user"] = login_as(engine, "lea", roles=["lead"])
+    at.run()
     assert not at.exception
     frame = at.dataframe[0].value
     assert frame["region"].tolist() == ["en-GB-leeds"] and frame["examples"].tolist() == [12]

@@ -23,6 +23,14 @@ SUBCOMMANDS = [
     ["users", "add"],
     ["users", "list"],
     ["users", "reset-password"],
+    ["users", "set-role"],
+    ["import", "prompts"],
+    ["import", "preferences"],
+    ["export", "sft"],
+    ["export", "preferences"],
+    ["tags", "list"],
+    ["tags", "add"],
+    ["tags", "remove"],
 ]
 
 
@@ -118,3 +126,39 @@ def test_pairs_generate_rejects_unknown_things(home, capsys):
     capsys.readouterr()
     assert main(["pairs", "generate", "--version", "v9"]) == 2
     assert "unknown model version 'v9'" in capsys.readouterr().err
+
+
+def test_users_set_role(home, mini_data, capsys):
+    main(["db", "upgrade"])
+    main(["import", "regions", str(mini_data / "en-AU-perth" / "region.json")])
+    main(["users", "add", "ana", "--role", "reviewer"])
+    capsys.readouterr()
+    assert main(["users", "set-role", "ana", "--role", "lead", "--role", "reviewer", "--region", "en-AU-perth"]) == 0
+    assert "roles=lead,reviewer regions=en-AU-perth active=True" in capsys.readouterr().out
+    assert main(["users", "set-role", "ana", "--active", "no"]) == 0
+    assert "active=False" in capsys.readouterr().out
+    assert main(["users", "set-role", "ghost", "--role", "lead"]) == 2
+
+
+def test_import_export_round_trip_via_cli(home, mini_data, tmp_path, capsys):
+    import json
+
+    main(["db", "upgrade"])
+    main(["import", "regions", str(mini_data / "en-GB-leeds" / "region.json")])
+    prefs = tmp_path / "prefs.jsonl"
+    prefs.write_text("".join(json.dumps({"prompt": f"Brief {i}", "chosen": f"Good {i}", "rejected": f"Bad {i}"}) + "\n"
+                             for i in range(10)))
+    assert main(["import", "preferences", str(prefs), "--region", "en-GB-leeds", "--task-type", "ad_copy",
+                 "--report-json", str(tmp_path / "report.json")]) == 0
+    assert json.loads((tmp_path / "report.json").read_text())["created"] == 10
+    out = tmp_path / "out.jsonl"
+    args = ["export", "preferences", str(out), "--split", "train", "--split", "val", "--prompt-format", "raw"]
+    assert main(args) == 0
+    assert "wrote" in capsys.readouterr().out
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert {(r["prompt"], r["chosen"]) for r in rows} <= {(f"Brief {i}", f"Good {i}") for i in range(10)}
+    assert main(["export", "preferences", str(out), "--split", "test"]) == 2
+    assert "held out" in capsys.readouterr().err
+    assert main(["tags", "add", "humour_lands", "--label", "Humour lands"]) == 0
+    assert main(["tags", "add", "Bad Name", "--label", "x"]) == 2
+    assert main(["tags", "remove", "humour_lands"]) == 0
