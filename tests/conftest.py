@@ -120,8 +120,9 @@ def tiny_model(tmp_path_factory) -> Path:
     return out
 
 
-def make_pairs(engine, region_code: str, n: int, versions: tuple[str, str] = ("base", "base")) -> list[int]:
-    """``n`` pairs on distinct prompts of ``region_code`` with synthetic generations (no model needed)."""
+def make_pairs(engine, region_code: str, n: int, versions: tuple[str, str] = ("base", "base"),
+               texts: list[tuple[str, str]] | None = None) -> list[int]:
+    """``n`` pairs on distinct prompts of ``region_code`` with given or synthetic generations (no model needed)."""
     from sqlalchemy import select
 
     from db.models import Generation, ModelVersion, Pair, Prompt, Region
@@ -137,10 +138,9 @@ def make_pairs(engine, region_code: str, n: int, versions: tuple[str, str] = ("b
         prompts = s.scalars(select(Prompt).where(Prompt.region_id == region.id).order_by(Prompt.id).limit(n)).all()
         ids = []
         for i, p in enumerate(prompts):
-            ga = Generation(prompt_id=p.id, model_version_id=made[versions[0]].id, text=f"{region.name} copy A{i}",
-                            params={}, seed=i)
-            gb = Generation(prompt_id=p.id, model_version_id=made[versions[1]].id, text=f"{region.name} copy B{i}",
-                            params={}, seed=i)
+            text_a, text_b = texts[i] if texts else (f"{region.name} copy A{i}", f"{region.name} copy B{i}")
+            ga = Generation(prompt_id=p.id, model_version_id=made[versions[0]].id, text=text_a, params={}, seed=i)
+            gb = Generation(prompt_id=p.id, model_version_id=made[versions[1]].id, text=text_b, params={}, seed=i)
             s.add_all([ga, gb])
             s.flush()
             pair = Pair(prompt_id=p.id, region_id=region.id, generation_a_id=ga.id, generation_b_id=gb.id,

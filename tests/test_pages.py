@@ -132,3 +132,12 @@ def test_admin_adds_a_user_and_others_are_refused(loaded):
     refused.session_state["geoalign_user"] = login_as(loaded, "lee", regions=["en-GB-leeds"])
     refused.run()
     assert refused.exception and "lacks the role admin" in refused.exception[0].value
+
+
+def test_outputs_render_as_plain_text(loaded):
+    make_pairs(loaded, "en-GB-leeds", 1, texts=[("**Bold** <b>tag</b> [link](http://x)", "# Heading\n<script>x</script>")])
+    login_as(loaded, "lee", regions=["en-GB-leeds"])
+    at = _login("lee")
+    texts = [t.value for t in at.text]
+    assert "**Bold** <b>tag</b> [link](http://x)" in texts and "# Heading\n<script>x</script>" in texts
+    assert not any("Bold" in m.value or "Heading" in m.value for m in at.markdown)

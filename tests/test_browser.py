@@ -1,0 +1,179 @@
+"""End to end in a real headless Chromium: a Manchester reviewer logs in, casts five votes, logs out; a Munich
+reviewer then sees only Munich pairs. Also takes the README's screenshot of the Review page.
+
+Needs Debian's chromium (``make test`` installs it) driven by Playwright.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect, sync_playwright
+from sqlalchemy import select
+
+from align.demo import DEMO_DATA
+from collect.ingest import import_examples, import_regions
+from collect.tags import ensure_default_tags
+from db.models import Choice, Pair, Side, Strength, User, Vote
+from db.session import session_scope
+from tests.conftest import login_as, make_pairs
+
+log = logging.getLogger(__name__)
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROME_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+PASSWORD = "long-password-1"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(engine, settings, tmp_path):
+    with session_scope(engine) as s:
+        ensure_default_tags(s)
+        for code in ("en-GB-manchester", "de-DE-munich"):
+            import_regions(s, DEMO_DATA / code / "region.json")
+        s.flush()
+        for code in ("en-GB-manchester", "de-DE-munich"):
+            import_examples(s, DEMO_DATA / code / "examples.jsonl", region=code)
+    # Realistic outputs for the screenshot: gold copy of neighbouring briefs stands in for model samples.
+    outputs = {}
+    for code, n in (("en-GB-manchester", 7), ("de-DE-munich", 3)):
+        gold = [json.loads(line)["completion"] for line in (DEMO_DATA / code / "examples.jsonl").read_text().splitlines()]
+        outputs[code] = [(gold[2 * i], gold[2 * i + 1]) for i in range(n)]
+        make_pairs(engine, code, n, texts=outputs[code])
+    login_as(engine, "reviewer-manchester", PASSWORD, regions=["en-GB-manchester"])
+    login_as(engine, "reviewer-munich", PASSWORD, regions=["de-DE-munich"])
+
+    port = _free_port()
+    log_path = tmp_path / "streamlit.log"
+    env = os.environ | {"GEOALIGN_HOME": str(settings.home)}
+    with open(log_path, "w") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
+             "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+            cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.time() + 60
+            while True:
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)
+                    break
+                except OSError:
+                    if time.time() > deadline or proc.poll() is not None:
+                        raise RuntimeError(f"streamlit did not start:\n{log_path.read_text()}") from None
+                    time.sleep(0.5)
+            yield f"http://127.0.0.1:{port}", log_path, outputs
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
+
+
+def _login(page: Page, url: str, username: str) -> None:
+    page.goto(url)
+    page.get_by_label("Username", exact=True).fill(username)
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Review")).to_be_visible(timeout=20_000)
+    _settle(page)
+
+
+def _votes_today(page: Page):
+    return page.locator('[data-testid="stMetricValue"]').first
+
+
+def _settle(page: Page) -> None:
+    """Wait until the script run is over: Streamlit keeps stale widgets on screen while it reruns."""
+    expect(page.locator('[data-testid="stStatusWidget"]')).to_have_count(0, timeout=20_000)
+    page.wait_for_timeout(300)
+
+
+def _shown(page: Page, known: set[str]) -> tuple[str, str]:
+    """The two outputs on screen, left then right."""
+    texts = [t.strip() for t in page.locator('[data-testid="stText"]').all_inner_texts()]
+    outputs = [t for t in texts if t in known]
+    assert len(outputs) == 2, texts
+    return outputs[0], outputs[1]
+
+
+def test_reviewer_flow_in_chromium(server, engine, tmp_path):
+    url, log_path, outputs = server
+    known = {t for pairs in outputs.values() for pair in pairs for t in pair}
+    # (choice label, strength label or None, rewrite, rewrite side label)
+    plan = [("Left is better", "Clearly", None, None), ("About the same", None, None, None),
+            ("Both are bad", None, "Our kid's favourite brew spot in Ancoats.", "the left output"),
+            ("Right is better", "Slightly", None, None), ("Right is better", "Clearly", None, None)]
+    seen = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROME_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        _login(page, url, "reviewer-manchester")
+        expect(page.get_by_text("Submit vote")).to_be_visible()
+        shot = Path(os.environ.get("GEOALIGN_SCREENSHOT_DIR") or tmp_path) / "review-page.png"
+        page.screenshot(path=str(shot), full_page=True)
+        assert shot.stat().st_size > 10_000
+        words = set(re.findall(r"\w+", page.inner_text("body")))
+        assert not words & {"base", "tiny", "v1"}  # blind: no model or version name anywhere on the page
+        for i, (choice, strength, rewrite, side) in enumerate(plan, start=1):
+            seen.append(_shown(page, known))
+            page.get_by_text(choice, exact=True).click()
+            if strength:
+                page.get_by_text(strength, exact=True).click()
+            if rewrite:
+                page.get_by_role("textbox", name="Rewrite the better output (optional)").fill(rewrite)
+                page.get_by_text(side, exact=True).click()
+            page.get_by_role("button", name="Submit vote").click()
+            expect(_votes_today(page)).to_have_text(str(i), timeout=20_000)
+            _settle(page)
+        page.get_by_role("button", name="Log out").click()
+        expect(page.get_by_role("button", name="Log in")).to_be_visible(timeout=20_000)
+
+        _login(page, url, "reviewer-munich")
+        munich_texts = _shown(page, known)
+        assert set(munich_texts) <= {t for pair in outputs["de-DE-munich"] for t in pair}
+        browser.close()
+
+    with session_scope(engine) as s:
+        manc = s.scalar(select(User).where(User.username == "reviewer-manchester"))
+        votes = s.scalars(select(Vote).where(Vote.user_id == manc.id).order_by(Vote.id)).all()
+        assert len(votes) == 5 and s.scalar(select(Vote.id).where(Vote.user_id != manc.id)) is None
+        expected = [(None, Strength.clear), (Choice.tie, None), (Choice.both_bad, None), (None, Strength.slight),
+                    (None, Strength.clear)]
+        for vote, (left_text, right_text), (choice, strength, rewrite, side), (want, want_strength) in zip(
+                votes, seen, plan, expected, strict=True):
+            pair = s.get(Pair, vote.pair_id)
+            shown_left = pair.generation_a if vote.shown_left == Side.a else pair.generation_b
+            shown_right = pair.generation_b if vote.shown_left == Side.a else pair.generation_a
+            assert (shown_left.text, shown_right.text) == (left_text, right_text)  # recorded side = side shown
+            if choice == "Left is better":
+                want = Choice(vote.shown_left.value)
+            elif choice == "Right is better":
+                want = Choice(Side.b.value if vote.shown_left == Side.a else Side.a.value)
+            assert (vote.choice, vote.strength) == (want, want_strength)
+            assert vote.seconds_taken is not None and vote.seconds_taken >= 0
+            if rewrite:
+                assert vote.rewrite == rewrite and vote.rewrite_of == vote.shown_left
+        munich_pairs = set(s.scalars(select(Pair.id).join(Pair.prompt).where(Pair.region_id != manc.regions[0].id)))
+        assert not {v.pair_id for v in votes} & munich_pairs
+
+    timings = [float(m) for m in re.findall(r"vote_server_ms=([\d.]+)", log_path.read_text())]
+    assert len(timings) == 5
+    log.warning("median server time per submitted vote: %.1f ms (n=%d, max %.1f ms)",
+                statistics.median(timings), len(timings), max(timings))
