@@ -56,7 +56,8 @@ def server(engine, settings, tmp_path):
     # Realistic outputs for the screenshot: gold copy of neighbouring briefs stands in for model samples.
     outputs = {}
     for code, n in (("en-GB-manchester", 7), ("de-DE-munich", 3)):
-        gold = [json.loads(line)["completion"] for line in (DEMO_DATA / code / "examples.jsonl").read_text().splitlines()]
+        lines = (DEMO_DATA / code / "examples.jsonl").read_text().splitlines()
+        gold = [json.loads(line)["completion"] for line in lines]
         outputs[code] = [(gold[2 * i], gold[2 * i + 1]) for i in range(n)]
         make_pairs(engine, code, n, texts=outputs[code])
     login_as(engine, "reviewer-manchester", PASSWORD, regions=["en-GB-manchester"])
@@ -156,7 +157,7 @@ def test_reviewer_flow_in_chromium(server, engine, tmp_path):
         assert len(votes) == 5 and s.scalar(select(Vote.id).where(Vote.user_id != manc.id)) is None
         expected = [(None, Strength.clear), (Choice.tie, None), (Choice.both_bad, None), (None, Strength.slight),
                     (None, Strength.clear)]
-        for vote, (left_text, right_text), (choice, strength, rewrite, side), (want, want_strength) in zip(
+        for vote, (left_text, right_text), (choice, _, rewrite, _), (want, want_strength) in zip(
                 votes, seen, plan, expected, strict=True):
             pair = s.get(Pair, vote.pair_id)
             shown_left = pair.generation_a if vote.shown_left == Side.a else pair.generation_b

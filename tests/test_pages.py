@@ -135,7 +135,8 @@ def test_admin_adds_a_user_and_others_are_refused(loaded):
 
 
 def test_outputs_render_as_plain_text(loaded):
-    make_pairs(loaded, "en-GB-leeds", 1, texts=[("**Bold** <b>tag</b> [link](http://x)", "# Heading\n<script>x</script>")])
+    outputs = ("**Bold** <b>tag</b> [link](http://x)", "# Heading\n<script>x</script>")
+    make_pairs(loaded, "en-GB-leeds", 1, texts=[outputs])
     login_as(loaded, "lee", regions=["en-GB-leeds"])
     at = _login("lee")
     texts = [t.value for t in at.text]
