@@ -434,7 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--revision", required=True, help="target revision, e.g. base")
     add(db, "current", cmd_db_current, "show the database's revision and the code's head")
 
-    imp = group("import", "import regions and gold examples (validated, all-or-nothing)")
+    imp = group("import", "import regions, gold examples, prompts and preference pairs (validated, all-or-nothing)")
     p = add(imp, "regions", cmd_import_regions, "create or update regions from region.json / regions.jsonl")
     p.add_argument("path", help="a .json or .jsonl file of region profiles")
     p.add_argument("--dry-run", action="store_true", help="validate and report, write nothing")
