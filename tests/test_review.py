@@ -136,7 +136,10 @@ def test_authorization_is_enforced_in_the_functions(leeds):
 
 
 def test_concurrent_assignment_on_postgres(pg_engine, mini_data):
-    """Two tabs of one reviewer racing for a pair on PostgreSQL: one assignment per pair, no error."""
+    """Four tabs of one reviewer asking for a pair at the same moment on PostgreSQL: no errors, no duplicates."""
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
     from collect.ingest import import_examples, import_regions
     from collect.tags import ensure_default_tags
 
@@ -147,11 +150,16 @@ def test_concurrent_assignment_on_postgres(pg_engine, mini_data):
         import_examples(s, mini_data / "en-GB-leeds" / "examples.jsonl", region="en-GB-leeds")
     make_pairs(pg_engine, "en-GB-leeds", 3)
     user = login_as(pg_engine, "lee", regions=["en-GB-leeds"])
-    with session_scope(pg_engine) as s1, session_scope(pg_engine) as s2:
-        a1 = next_assignment(s1, user.id, user.region_ids)
-        a2 = next_assignment(s2, user.id, user.region_ids)
-        s1.commit()
-        assert a1 is not None and a2 is not None
+    barrier = Barrier(4)
+
+    def tab(_):
+        with session_scope(pg_engine) as s:
+            barrier.wait()
+            return next_assignment(s, user.id, user.region_ids).pair_id
+
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(tab, range(4), timeout=60))
+    assert all(got)
     with session_scope(pg_engine) as s:
         pairs = s.scalars(select(Assignment.pair_id).where(Assignment.user_id == user.id)).all()
-        assert len(pairs) == len(set(pairs))
+        assert len(pairs) == len(set(pairs)) and set(got) <= set(pairs)
