@@ -251,10 +251,7 @@ def cmd_pairs_generate(args: argparse.Namespace) -> int:
         version_b = get_version(session, args.against) if args.against else version_a
         stmt = select(Prompt.id).join(Region).where(Prompt.split.in_([Split(s) for s in args.split]))
         if args.region:
-            known = set(session.scalars(select(Region.code)))
-            for code in args.region:
-                if code not in known:
-                    raise NotFound(f"unknown region {code!r}; known: {', '.join(sorted(known))}")
+            _check_regions(session, args.region)
             stmt = stmt.where(Region.code.in_(args.region))
         prompt_ids = list(session.scalars(stmt.order_by(Prompt.content_hash).limit(args.limit)))
         if not prompt_ids:
@@ -298,15 +295,23 @@ def cmd_pairs_list(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------------- users
 
 
+def _password(args: argparse.Namespace) -> tuple[str, bool]:
+    """The password from --password-env, or a generated one; and whether it was generated (to print it once)."""
+    from collect.accounts import new_password
+
+    if not args.password_env:
+        return new_password(), True
+    password = os.environ.get(args.password_env)
+    if not password:
+        raise GeoAlignError(f"environment variable {args.password_env} is empty or unset")
+    return password, False
+
+
 def cmd_users_add(args: argparse.Namespace) -> int:
-    from collect.accounts import create_user, new_password
+    from collect.accounts import create_user
     from db.session import session_scope
 
-    password = os.environ.get(args.password_env) if args.password_env else None
-    if args.password_env and not password:
-        raise GeoAlignError(f"environment variable {args.password_env} is empty or unset")
-    generated = password is None
-    password = password or new_password()
+    password, generated = _password(args)
     with session_scope(_engine()) as session:
         create_user(session, args.username, password, args.role, args.region)
     print(f"created {args.username} ({', '.join(args.role)})"
@@ -315,14 +320,10 @@ def cmd_users_add(args: argparse.Namespace) -> int:
 
 
 def cmd_users_reset_password(args: argparse.Namespace) -> int:
-    from collect.accounts import new_password, reset_password
+    from collect.accounts import reset_password
     from db.session import session_scope
 
-    password = os.environ.get(args.password_env) if args.password_env else None
-    if args.password_env and not password:
-        raise GeoAlignError(f"environment variable {args.password_env} is empty or unset")
-    generated = password is None
-    password = password or new_password()
+    password, generated = _password(args)
     with session_scope(_engine()) as session:
         reset_password(session, args.username, password)
     print(f"password of {args.username} reset" + (f"; new password (shown once): {password}" if generated else ""))

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
-from sqlalchemy import select
 
 from collect import admin
 from collect.auth import require
 from collect.session_state import current_user
 from db.errors import GeoAlignError
-from db.models import Region, Role
+from db.models import Role
 from db.session import session_scope
 
 ROLES = [r.value for r in Role]
@@ -33,7 +32,7 @@ def render() -> None:
         users = admin.users_table(session, actor)
         regions = admin.regions_table(session, actor)
         tags = admin.tags_table(session, actor)
-        codes = list(session.scalars(select(Region.code).order_by(Region.code)))
+        codes = [r["code"] for r in regions]
     t_users, t_regions, t_tags = st.tabs(["Users", "Regions", "Tags"])
     with t_users:
         st.dataframe(pd.DataFrame(users), hide_index=True, use_container_width=True)

@@ -10,16 +10,15 @@ from pathlib import Path
 
 import pandas as pd
 import streamlit as st
-from sqlalchemy import select
 
 from collect.auth import CurrentUser, require
 from collect.datasets import DatasetFilter, preference_rows, sft_rows
 from collect.export import write_rows
 from collect.ingest import KINDS, TASK_TYPES, ImportReport, import_file
+from collect.overview import region_codes
 from collect.session_state import current_user
 from collect.tags import ensure_default_tags
 from db.errors import GeoAlignError, ValidationError
-from db.models import Region
 from db.session import session_scope
 
 UPLOAD_TYPES = ["jsonl", "json", "csv", "parquet"]
@@ -69,7 +68,7 @@ def problems_frame(error: ValidationError) -> pd.DataFrame:
 
 def _region_codes() -> list[str]:
     with session_scope() as session:
-        return list(session.scalars(select(Region.code).order_by(Region.code)))
+        return region_codes(session)
 
 
 def _show_report(report: ImportReport) -> None:

@@ -30,3 +30,7 @@ def region_overview(session: Session) -> list[dict]:
 
 def model_version_count(session: Session) -> int:
     return session.scalar(select(func.count()).select_from(ModelVersion)) or 0
+
+
+def region_codes(session: Session) -> list[str]:
+    return list(session.scalars(select(Region.code).order_by(Region.code)))

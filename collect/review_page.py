@@ -6,12 +6,11 @@ import logging
 import time
 
 import streamlit as st
-from sqlalchemy import select
 
 from collect.auth import require
 from collect.review import last_undoable, next_item, progress, skip, submit_vote, undo_last_vote
 from collect.session_state import current_user
-from db.models import Tag
+from collect.tags import list_tags
 from db.session import session_scope
 
 log = logging.getLogger(__name__)
@@ -23,7 +22,7 @@ STRENGTH_LABELS = {"slight": "Slightly", "clear": "Clearly"}
 
 def _tag_options() -> dict[str, str]:
     with session_scope() as session:
-        return {t.name: t.label for t in session.scalars(select(Tag).order_by(Tag.label))}
+        return {t.name: t.label for t in sorted(list_tags(session), key=lambda t: t.label)}
 
 
 def render() -> None:

@@ -43,7 +43,7 @@ def next_assignment(session: Session, user_id: int, region_ids: tuple[int, ...],
     for _ in range(3):  # a concurrent request (second tab) may claim the same pair: then take the next one
         pair_id = session.scalar(unseen_pairs(user_id, region_ids).limit(1))
         if pair_id is None:
-            return None
+            break  # all taken, possibly by a concurrent tab that just created this reviewer's open assignment
         assignment = Assignment(pair_id=pair_id, user_id=user_id, shown_left=rng.choice([Side.a, Side.b]))
         try:
             with session.begin_nested():
