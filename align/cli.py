@@ -395,6 +395,151 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return start_app(port=args.port)
 
 
+# --------------------------------------------------------------------------------------------- worker/jobs
+
+
+def _env_seconds(name: str, default: float) -> float:
+    from db.errors import ConfigError
+
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number of seconds") from None
+    if value <= 0:
+        raise ConfigError(f"{name}={raw!r} must be a positive number of seconds")
+    return value
+
+
+def _when(value) -> str:
+    from datetime import timezone
+
+    if value is None:
+        return "-"
+    return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _progress_brief(progress: dict) -> str:
+    stage = progress.get("stage") or "-"
+    step = progress.get("step")
+    if step is None:
+        return stage
+    total = progress.get("total")
+    return f"{stage} {step}/{total}" if total else f"{stage} {step}"
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from align.jobs import default_worker_name, run_worker
+    from db.errors import ConfigError
+
+    heartbeat_s = _env_seconds("GEOALIGN_HEARTBEAT_S", 2.0)
+    stale_after_s = _env_seconds("GEOALIGN_STALE_AFTER_S", 30.0)
+    if stale_after_s <= 2 * heartbeat_s:
+        # otherwise one late beat gets a live job reaped by another worker
+        raise ConfigError(f"GEOALIGN_STALE_AFTER_S ({stale_after_s:g}) must exceed twice GEOALIGN_HEARTBEAT_S "
+                          f"({heartbeat_s:g})")
+    name = args.name or default_worker_name()
+    engine = _engine()
+    print(f"worker {name} on {engine.url.render_as_string(hide_password=True)}: heartbeat every {heartbeat_s:g} s, "
+          f"jobs reaped after {stale_after_s:g} s without one{'; one job at most' if args.once else ''}", flush=True)
+    ran = run_worker(engine, name=name, once=args.once, poll_s=args.poll, heartbeat_s=heartbeat_s,
+                     stale_after_s=stale_after_s, kinds=args.kind, echo=lambda line: print(line, flush=True))
+    print(f"worker {name} stopped after {ran} job(s)" if ran or not args.once else "no queued jobs", flush=True)
+    return 0
+
+
+def cmd_jobs_list(args: argparse.Namespace) -> int:
+    from align.jobs import list_jobs
+    from db.session import session_scope
+
+    with session_scope(_engine()) as session:
+        jobs = list_jobs(session, limit=args.limit)
+        if not jobs:
+            print("no jobs yet")
+            return 0
+        print(f"{'id':>5} {'kind':10} {'status':10} {'round':>5} {'worker':28} {'progress':20} created")
+        for job in jobs:
+            print(f"{job.id:5} {job.kind:10} {job.status.value:10} {job.round_id or '-':>5} {job.worker or '-':28} "
+                  f"{_progress_brief(job.progress or {}):20} {_when(job.created_at)}"
+                  f"{' (cancel requested)' if job.cancel_requested and job.status.value == 'running' else ''}")
+    return 0
+
+
+def cmd_jobs_show(args: argparse.Namespace) -> int:
+    from align.jobs import get_job
+    from db.session import session_scope
+
+    with session_scope(_engine()) as session:
+        job = get_job(session, args.id)
+        progress = dict(job.progress or {})
+        history = progress.pop("history", [])
+        print(f"job {job.id}: {job.kind}, {job.status.value}"
+              f"{' (cancel requested)' if job.cancel_requested and job.status.value == 'running' else ''}")
+        for label, value in (("round", job.round_id or "-"), ("worker", job.worker or "-"),
+                             ("created", _when(job.created_at)), ("started", _when(job.started_at)),
+                             ("heartbeat", _when(job.heartbeat_at)), ("finished", _when(job.finished_at)),
+                             ("error", job.error or "-"), ("payload", json.dumps(job.payload, ensure_ascii=False)),
+                             ("progress", json.dumps(progress, ensure_ascii=False, default=str))):
+            print(f"  {label:10} {value}")
+        if history:
+            print(f"  {'history':10} {len(history)} points, last {json.dumps(history[-1], default=str)}")
+        lines = (job.log or "").splitlines()
+        print(f"log (last {min(len(lines), args.lines)} of {len(lines)} lines):")
+        for line in lines[-args.lines:]:
+            print(f"  {line}")
+    return 0
+
+
+def cmd_jobs_cancel(args: argparse.Namespace) -> int:
+    from align.jobs import request_cancel
+    from db.session import session_scope
+
+    with session_scope(_engine()) as session:
+        job = request_cancel(session, args.id)
+        status, worker = job.status.value, job.worker
+    if status == "cancelled":
+        print(f"job {args.id} cancelled")
+    else:
+        print(f"job {args.id}: cancel requested; worker {worker} stops it at its next check")
+    return 0
+
+
+def _add_job_commands(sub) -> None:
+    """Register ``geoalign worker`` and ``geoalign jobs list|show|cancel`` on the top-level subparsers."""
+
+    def add(parent, name: str, handler: Handler, help: str, description: str | None = None):
+        p = parent.add_parser(name, help=help, description=description or help, formatter_class=_Formatter)
+        p.set_defaults(handler=handler)
+        return p
+
+    p = add(sub, "worker", cmd_worker, "run queued jobs (alignment rounds, diagnostics) until stopped",
+            "Claim queued jobs from the database one at a time and run them, oldest first. Several workers may "
+            "share one database: a job is claimed by exactly one. While a job runs its worker stamps a heartbeat; "
+            "a running job whose worker stopped heartbeating (crash, kill -9, lost machine) is marked failed by "
+            "the next worker that polls. SIGTERM or Ctrl-C stops the worker after the current job; a second one "
+            "interrupts the job.\n\nEnvironment: GEOALIGN_HEARTBEAT_S (default 2) seconds between heartbeats, "
+            "GEOALIGN_STALE_AFTER_S (default 30) seconds without one before a job counts as dead.")
+    p.add_argument("--once", action="store_true", help="run at most one job, then exit (exit at once if none queued)")
+    p.add_argument("--poll", type=float, default=1.0, metavar="SECONDS", help="wait between polls of an empty queue")
+    p.add_argument("--name", help="worker name shown on its jobs (default: HOST:PID)")
+    p.add_argument("--kind", action="append", help="only claim jobs of this kind (repeatable; default: all)")
+
+    jobs = sub.add_parser("jobs", help="inspect and cancel background jobs", description="inspect and cancel "
+                          "background jobs", formatter_class=_Formatter)
+    jobs = jobs.add_subparsers(dest="jobs_command", required=True, metavar="SUBCOMMAND")
+    p = add(jobs, "list", cmd_jobs_list, "list the newest jobs with status, worker and progress")
+    p.add_argument("--limit", type=int, default=50, help="how many jobs")
+    p = add(jobs, "show", cmd_jobs_show, "show one job: its fields, progress and the end of its log")
+    p.add_argument("id", type=int, help="job id (see `geoalign jobs list`)")
+    p.add_argument("--lines", type=int, default=40, help="log lines to show")
+    p = add(jobs, "cancel", cmd_jobs_cancel, "cancel a job",
+            "A queued job (and its round) is cancelled at once; a running job is asked to stop and its worker "
+            "cancels it at the handler's next check. A finished job cannot be cancelled.")
+    p.add_argument("id", type=int, help="job id (see `geoalign jobs list`)")
+
+
 # ---------------------------------------------------------------------------------------------------- parser
 
 
@@ -535,6 +680,7 @@ def build_parser() -> argparse.ArgumentParser:
     add(usr, "list", cmd_users_list, "list users with roles and regions")
 
     add(sub, "status", cmd_status, "prompts, examples, pairs and votes per region")
+    _add_job_commands(sub)
     return parser
 
 

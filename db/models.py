@@ -246,6 +246,7 @@ class ModelVersion(Base):
     round_id: Mapped[int | None] = mapped_column(ForeignKey("rounds.id", ondelete="SET NULL"))
     region_id: Mapped[int | None] = mapped_column(ForeignKey("regions.id", ondelete="RESTRICT"))
     status: Mapped[VersionStatus] = mapped_column(_enum(VersionStatus, "version_status"), default=VersionStatus.ready)
+    stage: Mapped[str] = mapped_column(String(16), default="base", server_default="base")  # last stage trained
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
     lineage: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -356,7 +357,10 @@ class Round(Base):
     status: Mapped[JobStatus] = mapped_column(_enum(JobStatus, "round_status"), default=JobStatus.queued)
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)
     completed_stages: Mapped[list[str]] = mapped_column(default=list)
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")  # per stage, eval
+    error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 

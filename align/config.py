@@ -1,0 +1,216 @@
+"""Round configuration: one YAML file mapped onto TRL's own config dataclasses and PEFT's ``LoraConfig``.
+
+A round config has one section per dataclass; every key is a field of that dataclass, so a TRL user can copy
+settings from TRL's docs. Unknown keys and values of the wrong type are errors before anything trains::
+
+    round:                 # RoundSettings (ours): which stages run, data and evaluation sizes
+      stages: [sft, reward, dpo, rl]
+      rl_algorithm: grpo
+    lora:   {r: 8, lora_alpha: 16}
+    sft:    {num_train_epochs: 2, learning_rate: 2.0e-3}
+    reward: {num_train_epochs: 2}
+    dpo:    {beta: 0.1}
+    rl:     {num_generations: 4, max_completion_length: 48}
+
+Defaults are sized for the demo model on two CPU cores (a whole round in about a minute); for a real model raise
+the epochs, lengths and batch sizes, or start from one of TRL's example configs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from db.errors import ConfigError
+
+STAGE_ORDER = ("sft", "reward", "dpo", "rl")
+RL_ALGORITHMS = ("grpo", "rloo")
+
+
+@dataclass
+class RoundSettings:
+    """Round-level settings (the TRL dataclasses cover each stage's training)."""
+
+    stages: list[str] = field(default_factory=lambda: list(STAGE_ORDER), metadata={"help": "stages to run, in order"})
+    rl_algorithm: str = field(default="grpo", metadata={"help": "online RL trainer: grpo or rloo"})
+    parent: str | None = field(default=None, metadata={"help": "parent version; default: the latest of the scope"})
+    reward_backbone: str | None = field(
+        default=None, metadata={"help": "sequence-classification backbone; default: the bundled MiniLM encoder"})
+    min_preference_pairs: int = field(default=8, metadata={"help": "fewer pairs than this skip reward and DPO"})
+    rl_prompts: int = field(default=32, metadata={"help": "train-split prompts sampled for online RL"})
+    rule_reward_weight: float = field(default=1.0, metadata={"help": "weight of rewards/rules.py in RL"})
+    model_reward_weight: float = field(default=1.0, metadata={"help": "weight of the reward model in RL"})
+    early_stopping_patience: int = field(default=2, metadata={"help": "evaluations without val-loss gain; 0 = off"})
+    eval_prompts: int = field(default=24, metadata={"help": "test-split prompts scored per version in evaluation"})
+    review_prompts: int = field(default=12, metadata={"help": "train-split prompts that get new pairs"})
+    max_new_tokens: int = field(default=64, metadata={"help": "tokens sampled per output in evaluation and pairs"})
+    seed: int = field(default=0, metadata={"help": "seed for data order, sampling and LoRA init"})
+    launcher: str = field(default="inline", metadata={"help": "inline, or accelerate (stages as subprocesses)"})
+    num_processes: int = field(default=2, metadata={"help": "processes per stage with launcher=accelerate"})
+    report_to: str = field(default="tensorboard", metadata={"help": "TRL report_to for every stage (none to skip)"})
+
+    def __post_init__(self):
+        unknown = [s for s in self.stages if s not in STAGE_ORDER]
+        if unknown:
+            raise ConfigError(f"round.stages: unknown stage(s) {unknown}; choose from {list(STAGE_ORDER)}")
+        self.stages = [s for s in STAGE_ORDER if s in self.stages]  # always run in pipeline order
+        if self.rl_algorithm not in RL_ALGORITHMS:
+            raise ConfigError(f"round.rl_algorithm: {self.rl_algorithm!r} is not one of {list(RL_ALGORITHMS)}")
+        if self.launcher not in ("inline", "accelerate"):
+            raise ConfigError(f"round.launcher: {self.launcher!r} is not one of ['inline', 'accelerate']")
+        for name in ("min_preference_pairs", "rl_prompts", "eval_prompts", "review_prompts", "max_new_tokens",
+                     "num_processes"):
+            if getattr(self, name) < (0 if name in ("rl_prompts", "review_prompts") else 1):
+                raise ConfigError(f"round.{name} must be positive, got {getattr(self, name)}")
+
+
+# Training defaults per stage, applied under the user's YAML. Why these values: the demo model has 2.4 M parameters,
+# so a high LoRA learning rate and few, small steps are enough to move it, and a round stays near one minute on CPU.
+_COMMON = {"per_device_train_batch_size": 8, "per_device_eval_batch_size": 16, "logging_steps": 2,
+           "save_strategy": "steps", "save_steps": 10, "save_total_limit": 2, "seed": 0,
+           "disable_tqdm": False, "dataloader_num_workers": 0}
+STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "sft": _COMMON | {"num_train_epochs": 2, "learning_rate": 2e-3, "max_length": 256},
+    "reward": _COMMON | {"num_train_epochs": 3, "learning_rate": 5e-5, "max_length": 256, "eos_token": "[SEP]"},
+    "dpo": _COMMON | {"num_train_epochs": 2, "learning_rate": 1e-3, "beta": 0.1, "max_length": 256},
+    "grpo": _COMMON | {"max_steps": 6, "learning_rate": 1e-3, "num_generations": 4, "max_completion_length": 48,
+                       "per_device_train_batch_size": 8, "temperature": 0.9, "beta": 0.0, "logging_steps": 1,
+                       "save_steps": 3},
+    "rloo": _COMMON | {"max_steps": 6, "learning_rate": 1e-3, "num_generations": 4, "max_completion_length": 48,
+                       "per_device_train_batch_size": 8, "temperature": 0.9, "logging_steps": 1, "save_steps": 3},
+}
+LORA_DEFAULTS = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.0, "target_modules": "all-linear",
+                 "task_type": "CAUSAL_LM"}
+SECTIONS = ("round", "lora", "sft", "reward", "dpo", "rl")
+
+
+@dataclass
+class RoundConfig:
+    """The parsed config: the raw sections (stored with the round, for resume and lineage) and typed objects."""
+
+    raw: dict[str, dict[str, Any]]
+    settings: RoundSettings
+
+    def stage_args(self, stage: str, output_dir: Path, **overrides):
+        """The TRL config object for ``stage`` ("sft", "reward", "dpo", "rl"), writing under ``output_dir``."""
+        cls = _trl_class("rl" if stage == "rl" else stage, self.settings.rl_algorithm)
+        key = self.settings.rl_algorithm if stage == "rl" else stage
+        values = STAGE_DEFAULTS[key] | _device_defaults() | {"report_to": self.settings.report_to,
+                                                             "seed": self.settings.seed} \
+            | self.raw.get(stage, {}) | overrides | {"output_dir": str(output_dir)}
+        return _build(cls, values, stage)
+
+    def lora(self):
+        from peft import LoraConfig
+
+        return _build(LoraConfig, LORA_DEFAULTS | self.raw.get("lora", {}), "lora")
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return {k: dict(v) for k, v in self.raw.items()}
+
+
+def _device_defaults() -> dict[str, Any]:
+    import torch
+
+    # TRL turns bf16 on by default; a CPU-only machine must say so or TrainingArguments refuses to start.
+    return {} if torch.cuda.is_available() else {"use_cpu": True, "bf16": False}
+
+
+def _trl_class(stage: str, rl_algorithm: str) -> type:
+    import trl
+
+    names = {"sft": "SFTConfig", "reward": "RewardConfig", "dpo": "DPOConfig",
+             "rl": "GRPOConfig" if rl_algorithm == "grpo" else "RLOOConfig"}
+    return getattr(trl, names[stage])
+
+
+def _check_type(section: str, name: str, value: Any, annotation: Any) -> None:
+    """Reject a value whose type cannot be the field's (YAML gives int/float/str/bool/list/dict/None)."""
+    if isinstance(annotation, str):  # postponed annotations of TRL/PEFT dataclasses
+        return
+    origin = typing.get_origin(annotation)
+    options = typing.get_args(annotation) if origin in (typing.Union, types.UnionType) else (annotation,)
+    accepted: list[type] = []
+    for opt in options:
+        base = typing.get_origin(opt) or opt
+        if opt is type(None):
+            accepted.append(type(None))
+        elif base in (int, float, str, bool, list, dict, tuple):
+            accepted.append(base)
+        else:
+            return  # enums, literals and the like: leave to the dataclass's own checks
+    if float in accepted:
+        accepted.append(int)
+    if list in accepted or tuple in accepted:
+        accepted += [list, tuple]
+    if type(value) is bool and bool not in accepted:
+        raise ConfigError(f"{section}.{name}: expected {_type_names(accepted)}, got {value!r}")
+    if not isinstance(value, tuple(accepted)):
+        raise ConfigError(f"{section}.{name}: expected {_type_names(accepted)}, got {value!r}")
+
+
+def _type_names(types_: list[type]) -> str:
+    return " or ".join(dict.fromkeys("null" if t is type(None) else t.__name__ for t in types_))
+
+
+def _build(cls: type, values: dict[str, Any], section: str):
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(f"{section}: unknown key(s) {unknown} for {cls.__name__}")
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:  # a library's annotations may not resolve at runtime: fall back to the raw field types
+        hints = {}
+    for name, value in values.items():
+        _check_type(section, name, value, hints.get(name, fields[name].type))
+    try:
+        return cls(**values)
+    except ConfigError:
+        raise
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{section}: {str(exc).splitlines()[0]}") from exc
+
+
+def load_config(source: str | Path | dict | None = None, **round_overrides) -> RoundConfig:
+    """Parse a round config from a YAML path, YAML text or dict (None: all defaults), and check every section.
+
+    Every TRL and PEFT object is built once here, so a wrong key or value fails before the round is queued.
+    """
+    if source is None:
+        data: Any = {}
+    elif isinstance(source, dict):
+        data = source
+    else:
+        text = Path(source).read_text(encoding="utf-8") if isinstance(source, Path) or (
+            isinstance(source, str) and "\n" not in source and source.endswith((".yaml", ".yml"))) else source
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"round config is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError("round config must be a YAML mapping with sections " + ", ".join(SECTIONS))
+    unknown = sorted(set(data) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(f"round config: unknown section(s) {unknown}; sections are {list(SECTIONS)}")
+    raw: dict[str, dict[str, Any]] = {}
+    for name in SECTIONS:
+        section = data.get(name) or {}
+        if not isinstance(section, dict):
+            raise ConfigError(f"round config: section {name!r} must be a mapping, got {section!r}")
+        raw[name] = dict(section)
+    raw["round"].update({k: v for k, v in round_overrides.items() if v is not None})
+    config = RoundConfig(raw=raw, settings=_build(RoundSettings, raw["round"], "round"))
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:  # validate every stage's TRL config now, not mid-round
+        for stage in STAGE_ORDER:
+            config.stage_args(stage, Path(tmp))
+        config.lora()
+    return config

@@ -1,0 +1,129 @@
+"""Round evaluation: sample the new version, its parent and the base on held-out prompts and compare them.
+
+Test-split prompts are scored with the round's reward model (and the rule-based regional reward); the win-rate
+of new vs parent and new vs base comes with a 95% bootstrap interval (``rewards.winrate``). Every version is
+sampled with the same seed per batch (common random numbers), so differences come from the weights. The same
+samples, plus samples on a few train-split prompts, become the new pairs reviewers see.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Engine, insert, select
+from sqlalchemy.orm import Session
+
+from align.sampling import DecodingParams, load_policy, sample_texts
+from collect.pairing import make_pairs
+from collect.prompting import format_prompt
+from db.models import Generation, ModelVersion, Prompt, Region, Split
+from db.session import session_scope
+from rewards.rules import RegionRules, regional_reward
+from rewards.winrate import outcomes_from_scores, win_rate
+
+if TYPE_CHECKING:
+    from align.rounds import _Plan, _Reporter
+
+log = logging.getLogger(__name__)
+
+
+def _prompts(engine: Engine, region: str | None, split: Split, limit: int) -> list[dict]:
+    if limit <= 0:
+        return []
+    with session_scope(engine) as session:
+        stmt = (select(Prompt, Region).join(Region, Prompt.region_id == Region.id).where(Prompt.split == split)
+                .order_by(Prompt.content_hash).limit(limit))
+        if region:
+            stmt = stmt.where(Region.code == region)
+        return [{"prompt_id": p.id, "split": split.value, "region": r.code, "task_type": p.task_type.value,
+                 "brief": p.text, "text": format_prompt(r.name, r.locale, p.task_type.value, p.text)}
+                for p, r in session.execute(stmt)]
+
+
+def evaluate_round(engine: Engine, plan: _Plan, workdir: Path, adapter: str, reward_model: str | None,
+                   report: _Reporter) -> dict[str, Any]:
+    """Sample, score and compare; writes ``eval/samples.jsonl`` and ``eval/metrics.json`` under the round dir."""
+    settings = plan.config.settings
+    test = _prompts(engine, plan.region, Split.test, settings.eval_prompts)
+    train = _prompts(engine, plan.region, Split.train, settings.review_prompts)
+    rows = test + train
+    params = DecodingParams(max_new_tokens=settings.max_new_tokens)
+    sft = Path(workdir) / "stages" / "sft" / "adapter"
+    adapters = {"new": adapter, "parent": plan.parent_adapter, "base": None}
+    if sft.exists() and str(sft) != adapter:
+        adapters["sft"] = str(sft)
+    outputs: dict[str, list[str]] = {}
+    for label, path in adapters.items():
+        same = next((k for k, v in adapters.items() if k in outputs and v == path), None)
+        if same:  # parent is the base in a first round: one set of samples serves both
+            outputs[label] = outputs[same]
+            continue
+        report.log(f"eval: sampling {len(rows)} prompts with {label}")
+        model, tokenizer = load_policy(plan.base_model, path)
+        outputs[label] = sample_texts(model, tokenizer, [r["text"] for r in rows], params, seed=settings.seed,
+                                      progress=False)
+        del model
+    for i, row in enumerate(rows):
+        row["outputs"] = {label: texts[i] for label, texts in outputs.items()}
+
+    rules = {code: RegionRules.from_profile(r) for code, r in plan.region_rules.items()}
+    for row in test:
+        region_rules = rules.get(row["region"], RegionRules())
+        row["rule_scores"] = {label: round(regional_reward(row["outputs"][label], region_rules, row["task_type"]), 4)
+                              for label in ("new", "parent", "base")}
+    if reward_model and test:
+        from rewards.reward_model import RewardScorer
+
+        scorer = RewardScorer(reward_model)
+        for label in ("new", "parent", "base"):
+            scores = scorer.score([r["text"] for r in test], [r["outputs"][label] for r in test])
+            for row, score in zip(test, scores, strict=True):
+                row.setdefault("rm_scores", {})[label] = round(score, 4)
+
+    win_rates: dict[str, Any] = {"prompts": len(test), "scorer": "reward_model" if reward_model else "rules"}
+    if test:
+        key = "rm_scores" if reward_model else "rule_scores"
+        for other in ("parent", "base"):
+            outcomes = outcomes_from_scores([r[key]["new"] for r in test], [r[key][other] for r in test])
+            win_rates[f"vs_{other}"] = win_rate(outcomes, seed=settings.seed).as_dict()
+            rule = outcomes_from_scores([r["rule_scores"]["new"] for r in test],
+                                        [r["rule_scores"][other] for r in test])
+            win_rates[f"rules_vs_{other}"] = win_rate(rule, seed=settings.seed).as_dict()
+    out = Path(workdir) / "eval"
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "samples.jsonl").open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    (out / "metrics.json").write_text(json.dumps(win_rates, indent=2), encoding="utf-8")
+    return {"win_rates": win_rates, "rows": rows, "params": asdict(params), "seed": settings.seed}
+
+
+def store_samples_and_pairs(session: Session, evaluation: dict, version: ModelVersion, parent: ModelVersion,
+                            base: ModelVersion, plan: _Plan) -> dict[str, int]:
+    """Store the evaluation samples as generations and pair new vs parent and new vs base for review."""
+    rows = evaluation["rows"]
+    by_label = {"new": version, "parent": parent, "base": base}
+    params = evaluation["params"] | {"purpose": f"round {plan.round_id} evaluation"}
+    stored: set[tuple[int, int]] = set()
+    values = []
+    for row in rows:
+        for label, v in by_label.items():
+            if (row["prompt_id"], v.id) in stored:
+                continue
+            stored.add((row["prompt_id"], v.id))
+            values.append({"prompt_id": row["prompt_id"], "model_version_id": v.id, "text": row["outputs"][label],
+                           "params": params, "seed": evaluation["seed"]})
+    if values:
+        session.execute(insert(Generation), values)
+        session.flush()
+    prompt_ids = [r["prompt_id"] for r in rows]
+    counts = {"vs_parent": make_pairs(session, prompt_ids, version, parent, round_id=plan.round_id,
+                                      seed=evaluation["seed"])}
+    if base.id != parent.id:
+        counts["vs_base"] = make_pairs(session, prompt_ids, version, base, round_id=plan.round_id,
+                                       seed=evaluation["seed"])
+    return counts

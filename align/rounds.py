@@ -1,0 +1,411 @@
+"""Alignment rounds: where a round is queued, run stage by stage, evaluated and published.
+
+    geoalign round start --region en-GB-manchester       # queue a round for the worker
+    geoalign round start --all --config round.yaml --now  # run it here, with progress bars
+    geoalign round resume 3                               # continue a failed round from its last finished stage
+
+A round: snapshot the datasets (train split for training, val for validation, never test) → the enabled stages
+of ``align.stages`` (SFT → reward model → DPO → online RL), each continuing from the previous stage's adapter →
+evaluation on test-split prompts (reward-model win-rate vs parent and base, 95% CIs) → publish the adapter
+atomically as a new ``ModelVersion`` with its lineage → new pairs (new vs parent, new vs base) for reviewers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from align.config import RoundConfig, load_config
+from align.jobs import Cancelled, JobContext, enqueue, register
+from align.registry import BASE_VERSION, ensure_base_version, get_version
+from align.stages import StageCancelled, StageInputs, StageResult, read_result, run_stage
+from collect.datasets import DatasetFilter, preference_rows, sft_rows
+from db.errors import GeoAlignError, NotFound, ValidationError
+from db.models import AuditEvent, Job, JobStatus, ModelVersion, Prompt, Region, Round, Split, utcnow
+from db.session import session_scope
+from db.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+POST_STAGES = ("eval", "publish")
+ACTIVE = (JobStatus.queued, JobStatus.running)
+
+
+def round_dir(settings: Settings, round_id: int) -> Path:
+    return settings.home / "rounds" / f"round-{round_id:05d}"
+
+
+def scope_name(region_code: str | None) -> str:
+    return region_code or "all"
+
+
+# ------------------------------------------------------------------------------------------------ queueing
+
+
+def queue_round(session: Session, region: str | None, config: RoundConfig | None = None,
+                user_id: int | None = None) -> tuple[Round, Job]:
+    """Create a queued round for one region (or all, with ``region=None``) and the job a worker will claim."""
+    config = config or load_config()
+    region_row = None
+    if region is not None:
+        region_row = session.scalar(select(Region).where(Region.code == region))
+        if region_row is None:
+            known = ", ".join(session.scalars(select(Region.code).order_by(Region.code))) or "none"
+            raise NotFound(f"unknown region {region!r}; known: {known}")
+    if config.settings.parent:
+        get_version(session, config.settings.parent)  # fail now, not in the worker
+    same_scope = Round.region_id == region_row.id if region_row else Round.region_id.is_(None)
+    number = (session.scalar(select(func.max(Round.number)).where(same_scope)) or 0) + 1
+    rnd = Round(number=number, region_id=region_row.id if region_row else None, status=JobStatus.queued,
+                config=config.to_dict(), completed_stages=[], metrics={})
+    session.add(rnd)
+    session.flush()
+    job = enqueue(session, "round", {"round_id": rnd.id}, round_id=rnd.id)
+    session.add(AuditEvent(user_id=user_id, action="round.queue", entity="round", entity_id=rnd.id,
+                           details={"region": scope_name(region), "stages": config.settings.stages, "job": job.id}))
+    return rnd, job
+
+
+def queue_resume(session: Session, round_id: int, user_id: int | None = None) -> Job:
+    """Queue a failed or cancelled round again; it continues after its last completed stage."""
+    rnd = session.get(Round, round_id)
+    if rnd is None:
+        raise NotFound(f"round {round_id} does not exist")
+    if rnd.status not in (JobStatus.failed, JobStatus.cancelled):
+        raise ValidationError(f"round {round_id} is {rnd.status.value}; only failed or cancelled rounds resume")
+    active = session.scalar(select(Job.id).where(Job.round_id == round_id, Job.status.in_(ACTIVE)))
+    if active:
+        raise ValidationError(f"round {round_id} already has job {active} queued or running")
+    rnd.status, rnd.error, rnd.finished_at = JobStatus.queued, None, None
+    job = enqueue(session, "round", {"round_id": round_id, "resume": True}, round_id=round_id)
+    session.add(AuditEvent(user_id=user_id, action="round.resume", entity="round", entity_id=round_id,
+                           details={"job": job.id, "completed_stages": list(rnd.completed_stages)}))
+    return job
+
+
+def list_rounds(session: Session, limit: int = 50) -> list[Round]:
+    return list(session.scalars(select(Round).order_by(Round.id.desc()).limit(limit)))
+
+
+@register("round")
+def round_job(ctx: JobContext) -> dict:
+    """The worker's handler for kind "round"."""
+    return run_round(ctx.engine, ctx.payload["round_id"], ctx=ctx, progress=False)
+
+
+# ------------------------------------------------------------------------------------------------ running
+
+
+@dataclass
+class _Reporter:
+    """Progress and log lines to the job (in the worker) or to the log (``--now`` in a terminal)."""
+
+    ctx: JobContext | None
+
+    def progress(self, **fields) -> None:
+        if self.ctx:
+            self.ctx.progress(**fields)
+
+    def log(self, message: str) -> None:
+        (self.ctx.log if self.ctx else log.info)(message)
+
+    def cancelled(self) -> bool:
+        return bool(self.ctx and self.ctx.cancel_requested())
+
+
+@dataclass
+class _Plan:
+    """What a round works from, read once from the database."""
+
+    round_id: int
+    number: int
+    region: str | None
+    config: RoundConfig
+    base_model: str
+    parent_name: str
+    parent_adapter: str | None
+    parent_reward_model: str | None
+    completed: list[str]
+    region_rules: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+
+
+def run_round(engine: Engine, round_id: int, ctx: JobContext | None = None, progress: bool = True,
+              settings: Settings | None = None) -> dict[str, Any]:
+    """Run (or continue) a round to the end; returns its metrics. The Round row records each finished stage."""
+    settings = settings or get_settings()
+    report = _Reporter(ctx)
+    plan = _start(engine, round_id, settings)
+    workdir = round_dir(settings, round_id)
+    try:
+        manifest = snapshot_datasets(engine, plan, workdir)
+        report.log(f"round {round_id}: datasets {json.dumps(manifest['counts'])}")
+        adapter, reward_model = plan.parent_adapter, plan.parent_reward_model
+        stage_metrics: dict[str, Any] = {}
+        for stage in plan.config.settings.stages:
+            result = read_result(workdir, stage) if stage in plan.completed else None
+            if result is None:
+                report.progress(stage=stage, step=0, total=None)
+                report.log(f"stage {stage}: starting")
+                inputs = StageInputs(stage=stage, workdir=str(workdir), config=plan.config.raw,
+                                     base_model=plan.base_model, adapter_in=adapter, reward_model=reward_model,
+                                     region_rules=plan.region_rules)
+                result = _run_stage(inputs, plan, report, ctx)
+                _mark(engine, round_id, stage, result)
+                report.log(f"stage {stage}: " + (f"skipped ({result.skipped})" if result.skipped
+                                                 else json.dumps(result.metrics)))
+            adapter = result.adapter or adapter
+            reward_model = result.reward_model or reward_model
+            stage_metrics[stage] = result.metrics | ({"skipped": result.skipped} if result.skipped else {})
+        trained = [s for s in plan.config.settings.stages if s != "reward" and not stage_metrics[s].get("skipped")]
+        if not trained:
+            raise ValidationError("no policy stage trained (all were switched off or skipped): nothing to publish")
+        report.progress(stage="eval", step=0, total=None)
+        from align.evaluation import evaluate_round
+
+        evaluation = evaluate_round(engine, plan, workdir, adapter, reward_model, report)
+        report.progress(stage="publish", step=0, total=None)
+        version = publish(engine, plan, settings, adapter, reward_model, trained[-1], manifest, stage_metrics,
+                          evaluation)
+        report.log(f"published {version}: {json.dumps(evaluation['win_rates'])}")
+        report.progress(stage="done", step=1, total=1, result={"version": version})
+        return {"version": version, "stages": stage_metrics, "eval": evaluation["win_rates"]}
+    except (Cancelled, StageCancelled) as exc:
+        _finish(engine, round_id, JobStatus.cancelled, str(exc))
+        raise Cancelled(str(exc)) from exc
+    except BaseException as exc:
+        _finish(engine, round_id, JobStatus.failed, f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def _start(engine: Engine, round_id: int, settings: Settings) -> _Plan:
+    with session_scope(engine) as session:
+        rnd = session.get(Round, round_id)
+        if rnd is None:
+            raise NotFound(f"round {round_id} does not exist")
+        if rnd.status == JobStatus.succeeded:
+            raise ValidationError(f"round {round_id} already succeeded")
+        config = load_config(rnd.config)
+        region = session.get(Region, rnd.region_id) if rnd.region_id else None
+        base = ensure_base_version(session, settings.base_model)
+        parent = get_version(session, config.settings.parent) if config.settings.parent else \
+            latest_version(session, rnd.region_id) or base
+        rnd.status, rnd.started_at, rnd.error = JobStatus.running, rnd.started_at or utcnow(), None
+        regions = [region] if region else list(session.scalars(select(Region)))
+        return _Plan(round_id=rnd.id, number=rnd.number, region=region.code if region else None, config=config,
+                     base_model=base.base_model, parent_name=parent.name, parent_adapter=parent.adapter_path,
+                     parent_reward_model=(parent.lineage or {}).get("reward_model"),
+                     completed=list(rnd.completed_stages),
+                     region_rules={r.code: {"local_terms": list(r.local_terms or []),
+                                            "avoid_terms": list(r.avoid_terms or [])} for r in regions})
+
+
+def latest_version(session: Session, region_id: int | None) -> ModelVersion | None:
+    """The newest published version trained for this scope (a region, or all regions for None)."""
+    scope = ModelVersion.region_id == region_id if region_id else ModelVersion.region_id.is_(None)
+    return session.scalar(select(ModelVersion).where(scope, ModelVersion.name != BASE_VERSION,
+                                                     ModelVersion.status == "ready")
+                          .order_by(ModelVersion.id.desc()).limit(1))
+
+
+def _run_stage(inputs: StageInputs, plan: _Plan, report: _Reporter, ctx: JobContext | None) -> StageResult:
+    if plan.config.settings.launcher == "accelerate":
+        return launch_stage(inputs, plan.config.settings.num_processes, job_id=ctx.job_id if ctx else None)
+    from align.stages.progress import StageProgress
+
+    callbacks = [StageProgress(inputs.stage, report.progress, report.cancelled)]
+    return run_stage(inputs, callbacks)
+
+
+def launch_stage(inputs: StageInputs, num_processes: int, job_id: int | None = None) -> StageResult:
+    """Run a stage under ``accelerate launch`` (MULTI_CPU here; a GPU machine uses its own accelerate config)."""
+    inputs.stage_dir.mkdir(parents=True, exist_ok=True)
+    spec = inputs.stage_dir / "inputs.json"
+    spec.write_text(inputs.to_json(), encoding="utf-8")
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(num_processes),
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    import torch
+
+    if not torch.cuda.is_available():
+        cmd += ["--cpu"]
+    env = os.environ | ({"GEOALIGN_JOB_ID": str(job_id)} if job_id else {})
+    proc = subprocess.run([*cmd, "-m", "align.stages", str(spec)], env=env, capture_output=True, text=True)
+    (inputs.stage_dir / "launch.log").write_text(proc.stdout + proc.stderr, encoding="utf-8")
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        raise GeoAlignError(f"stage {inputs.stage} failed under accelerate (exit {proc.returncode}): "
+                            + " | ".join(tail))
+    result = read_result(inputs.workdir, inputs.stage)
+    if result is None:
+        raise GeoAlignError(f"stage {inputs.stage} ended without writing its result")
+    return result
+
+
+def _mark(engine: Engine, round_id: int, stage: str, result: StageResult) -> None:
+    with session_scope(engine) as session:
+        rnd = session.get(Round, round_id)
+        rnd.completed_stages = [*rnd.completed_stages, stage] if stage not in rnd.completed_stages \
+            else list(rnd.completed_stages)
+        rnd.metrics = {**rnd.metrics, stage: result.metrics | ({"skipped": result.skipped} if result.skipped else {})}
+
+
+def _finish(engine: Engine, round_id: int, status: JobStatus, error: str | None) -> None:
+    with session_scope(engine) as session:
+        rnd = session.get(Round, round_id)
+        if rnd is not None and rnd.status in ACTIVE:
+            rnd.status, rnd.error, rnd.finished_at = status, error, utcnow()
+
+
+# ------------------------------------------------------------------------------------------------ datasets
+
+
+def _hash_rows(rows: list[dict]) -> str:
+    digest = hashlib.sha256()
+    for row in rows:
+        digest.update(json.dumps(row, sort_keys=True, ensure_ascii=False, default=str).encode())
+    return digest.hexdigest()
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    tmp = path.with_suffix(".jsonl.tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def snapshot_datasets(engine: Engine, plan: _Plan, workdir: Path) -> dict[str, Any]:
+    """Write the round's datasets once (a resumed round trains on the same data); returns the manifest.
+
+    Training files come from the train split only and validation files from the val split; the builders in
+    ``collect.datasets`` refuse the test split for training, and test prompts are read only by evaluation.
+    """
+    data = workdir / "data"
+    manifest_path = data / "manifest.json"
+    if manifest_path.exists():
+        return json.loads(manifest_path.read_text(encoding="utf-8"))
+    data.mkdir(parents=True, exist_ok=True)
+    regions = (plan.region,) if plan.region else None
+    with session_scope(engine) as session:
+        files = {
+            "sft_train": sft_rows(session, DatasetFilter(splits=("train",), regions=regions)),
+            "sft_val": sft_rows(session, DatasetFilter(splits=("val",), regions=regions)),
+        }
+        pref_train, stats = preference_rows(session, DatasetFilter(splits=("train",), regions=regions))
+        pref_val, _ = preference_rows(session, DatasetFilter(splits=("val",), regions=regions))
+        rl = session.execute(select(Prompt, Region).join(Region, Prompt.region_id == Region.id)
+                             .where(Prompt.split == Split.train, *([Region.code == plan.region] if regions else []))
+                             .order_by(Prompt.content_hash)).all()
+        from collect.prompting import format_prompt
+
+        files["rl_prompts"] = [{"prompt": format_prompt(r.name, r.locale, p.task_type.value, p.text), "region": r.code,
+                                "task_type": p.task_type.value, "prompt_id": p.id} for p, r in rl]
+    rounds_seen = [r["round"] for r in pref_train + pref_val if r["round"] is not None]
+    newest_round = max(rounds_seen) if rounds_seen else None
+    files |= {"pref_train": pref_train, "pref_val": pref_val,
+              "pref_newest": [r for r in pref_train + pref_val if r["round"] == newest_round]}
+    for name, rows in files.items():
+        _write_jsonl(data / f"{name}.jsonl", rows)
+    manifest = {"counts": {k: len(v) for k, v in files.items()},
+                "sha256": {k: _hash_rows(v) for k, v in files.items()},
+                "votes": stats.votes, "ties_dropped": stats.ties_dropped, "both_bad": stats.both_bad,
+                "newest_round": newest_round, "region": scope_name(plan.region)}
+    tmp = manifest_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    os.replace(tmp, manifest_path)  # written last: a half-written snapshot is rebuilt on resume
+    return manifest
+
+
+# ------------------------------------------------------------------------------------------------ publishing
+
+
+def version_name(plan: _Plan) -> str:
+    return f"{scope_name(plan.region)}-r{plan.number}"
+
+
+def publish(engine: Engine, plan: _Plan, settings: Settings, adapter: str, reward_model: str | None,
+            last_stage: str, manifest: dict, stage_metrics: dict, evaluation: dict) -> str:
+    """Copy the adapter into place atomically, then commit the version, its samples and new pairs in one transaction.
+
+    The directory is complete before its rename and the database row is committed last, so a crash at any
+    point leaves either no version or a complete one; a leftover directory without a row is never listed.
+    """
+    from align.evaluation import store_samples_and_pairs
+
+    name = version_name(plan)
+    dest = settings.adapters_dir / name
+    tmp = settings.adapters_dir / f".{name}.tmp"
+    settings.adapters_dir.mkdir(parents=True, exist_ok=True)
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    shutil.copytree(adapter, tmp)
+    rm_dest = None
+    if reward_model:
+        rm_dest = settings.home / "reward_models" / name
+        if Path(reward_model).resolve() != rm_dest.resolve():
+            rm_tmp = rm_dest.with_name(f".{name}.tmp")
+            rm_dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(rm_tmp, ignore_errors=True)
+            shutil.copytree(reward_model, rm_tmp)
+            shutil.rmtree(rm_dest, ignore_errors=True)
+            os.replace(rm_tmp, rm_dest)
+    if dest.exists():  # left by a crash after the rename but before the commit: no row points at it
+        shutil.rmtree(dest)
+    os.replace(tmp, dest)
+    try:
+        with session_scope(engine) as session:
+            parent = get_version(session, plan.parent_name)
+            base = get_version(session, BASE_VERSION)
+            rnd = session.get(Round, plan.round_id)
+            version = ModelVersion(
+                name=name, base_model=plan.base_model, adapter_path=str(dest), parent_id=parent.id,
+                round_id=plan.round_id, region_id=rnd.region_id, stage=last_stage,
+                metrics={"stages": stage_metrics, "eval": evaluation["win_rates"]},
+                lineage={"parent": parent.name, "round": plan.round_id, "round_number": plan.number,
+                         "region": scope_name(plan.region), "datasets": manifest["sha256"],
+                         "counts": manifest["counts"], "votes": manifest["votes"],
+                         "newest_round": manifest["newest_round"], "config": plan.config.to_dict(),
+                         "reward_model": str(rm_dest) if rm_dest else None})
+            session.add(version)
+            session.flush()
+            pairs = store_samples_and_pairs(session, evaluation, version, parent, base, plan)
+            rnd.status, rnd.finished_at = JobStatus.succeeded, utcnow()
+            rnd.completed_stages = [*dict.fromkeys([*rnd.completed_stages, *POST_STAGES])]
+            rnd.metrics = {**rnd.metrics, "eval": evaluation["win_rates"], "version": name, "new_pairs": pairs}
+            session.add(AuditEvent(action="version.publish", entity="model_version", entity_id=version.id,
+                                   details={"round": plan.round_id, "parent": parent.name, "pairs": pairs}))
+    except BaseException:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise
+    return name
+
+
+def round_summary(rnd: Round, job: Job | None = None) -> dict[str, Any]:
+    """A plain dict of a round for the CLI and the Rounds page."""
+    return {"id": rnd.id, "number": rnd.number, "region": rnd.region_id, "status": rnd.status.value,
+            "completed_stages": list(rnd.completed_stages), "stages": rnd.config.get("round", {}).get("stages"),
+            "metrics": rnd.metrics, "error": rnd.error, "created_at": rnd.created_at,
+            "job": asdict_job(job) if job else None}
+
+
+def asdict_job(job: Job) -> dict[str, Any]:
+    return {"id": job.id, "status": job.status.value, "progress": job.progress, "worker": job.worker,
+            "heartbeat_at": job.heartbeat_at}
+
+
+def jobs_for(session: Session, round_ids: list[int]) -> dict[int, Job]:
+    """The newest job of each round."""
+    out: dict[int, Job] = {}
+    for job in session.scalars(select(Job).where(Job.round_id.in_(round_ids)).order_by(Job.id)):
+        out[job.round_id] = job
+    return out

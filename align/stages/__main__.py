@@ -1,0 +1,41 @@
+"""Run one stage from its ``inputs.json``, e.g. under accelerate on two CPU processes:
+
+    accelerate launch --cpu --num_processes 2 -m align.stages .geoalign/rounds/round-00001/stages/sft/inputs.json
+
+``align.rounds`` writes the inputs file and launches this when the round config says ``launcher: accelerate``.
+With ``GEOALIGN_JOB_ID`` set, rank 0 reports progress to that job and every rank stops when it is cancelled.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from align.stages import StageInputs, run_stage
+from align.stages.progress import StageProgress
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m align.stages INPUTS_JSON", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    inputs = StageInputs(**json.loads(Path(argv[0]).read_text(encoding="utf-8")))
+    report = cancelled = None
+    if os.environ.get("GEOALIGN_JOB_ID"):
+        from align.jobs import JobContext
+        from db.session import get_engine
+
+        ctx = JobContext(get_engine(), int(os.environ["GEOALIGN_JOB_ID"]), {}, None)
+        report, cancelled = ctx.progress, ctx.cancel_requested
+    result = run_stage(inputs, [StageProgress(inputs.stage, report, cancelled)])
+    logging.getLogger("align.stages").info("rank done: %s", json.dumps(result.metrics))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

