@@ -681,6 +681,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add(sub, "status", cmd_status, "prompts, examples, pairs and votes per region")
     _add_job_commands(sub)
+    from align.cli_rounds import add_round_commands
+
+    add_round_commands(sub, add, _Formatter)
     return parser
 
 

@@ -112,7 +112,8 @@ class RoundConfig:
         return _build(LoraConfig, LORA_DEFAULTS | self.raw.get("lora", {}), "lora")
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
-        return {k: dict(v) for k, v in self.raw.items()}
+        """The sections as given, with the round section complete (stored with the round and its version)."""
+        return {k: dict(v) for k, v in self.raw.items()} | {"round": dataclasses.asdict(self.settings)}
 
 
 def _device_defaults() -> dict[str, Any]:

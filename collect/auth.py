@@ -57,6 +57,13 @@ def _current(user: User, now: datetime) -> CurrentUser:
                        expires_at=now + timedelta(minutes=SESSION_MINUTES))
 
 
+def act_as_system(user: User) -> CurrentUser:
+    """A CurrentUser for a system account (importer, simulated reviewer), which can never log in itself."""
+    if not user.is_system:
+        raise PermissionDenied(f"{user.username} is a person's account; it must log in")
+    return _current(user, _now())
+
+
 def login(session: Session, username: str, password: str, now: datetime | None = None) -> CurrentUser:
     """Check credentials and return the session's user; raises AuthError with a message fit for the page."""
     now = now or _now()

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import random
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from collect.auth import CurrentUser
 from collect.prompting import TASK_LABELS
 from collect.review import next_item, submit_vote
-from db.models import Region, Vote
+from db.models import Region, User, Vote
 from rewards.rules import RegionRules, regional_reward
 
 TASK_KEYS = {label: key for key, label in TASK_LABELS.items()}  # the review item shows the label
@@ -32,7 +33,7 @@ def simulate_reviews(session: Session, user: CurrentUser, limit: int = 1000, see
         if item is None:
             break
         if item.region_code not in rules:
-            region = session.query(Region).filter_by(code=item.region_code).one()
+            region = session.scalar(select(Region).where(Region.code == item.region_code))
             rules[item.region_code] = RegionRules.from_profile(region)
         task = TASK_KEYS.get(item.task, "ad_copy")
         left = regional_reward(item.left, rules[item.region_code], task)
@@ -48,3 +49,26 @@ def simulate_reviews(session: Session, user: CurrentUser, limit: int = 1000, see
         cast += 1
     session.flush()
     return cast
+
+
+def simulate_all_regions(session: Session, regions: list[str] | None = None, per_region: int = 1000,
+                         seed: int = 0) -> dict[str, int]:
+    """One simulated reviewer per region (system account ``simulated-<code>``) votes on its queued pairs."""
+    from collect.accounts import create_user, new_password
+    from collect.auth import act_as_system
+    from db.errors import NotFound
+
+    known = {r.code: r for r in session.scalars(select(Region).order_by(Region.code))}
+    missing = sorted(set(regions or ()) - set(known))
+    if missing:
+        raise NotFound(f"unknown region(s) {missing}; known: {', '.join(known) or 'none'}")
+    counts = {}
+    for code in regions or list(known):
+        name = f"simulated-{code}"[:64]
+        user = session.scalar(select(User).where(User.username == name))
+        if user is None:
+            user = create_user(session, name, new_password(), ["reviewer"], [code])
+            user.is_system, user.password_hash = True, "!"  # no password: a system account never logs in
+            session.flush()
+        counts[code] = simulate_reviews(session, act_as_system(user), limit=per_region, seed=seed)
+    return counts

@@ -1,0 +1,197 @@
+"""``geoalign round …`` and ``geoalign votes simulate``: the ML engineer's commands.
+
+    geoalign round start --region en-GB-manchester          # queue; `geoalign worker` runs it
+    geoalign round start --all --config round.yaml --now    # run in this terminal, with progress bars
+    geoalign round list
+    geoalign round show 3
+    geoalign round cancel 3
+    geoalign round resume 3 --now
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from db.errors import ValidationError
+
+
+def _engine():
+    from align.cli import _engine as engine
+
+    return engine()
+
+
+def _run_now(engine, job_id: int) -> int:
+    """Claim the job just queued and run it in this process (heartbeat and cancel work as in a worker)."""
+    from align.jobs import claim_job, default_worker_name, run_job
+    from db.models import Job
+    from db.session import session_scope
+
+    if not claim_job(engine, job_id, default_worker_name()):
+        raise ValidationError(f"job {job_id} was claimed by a worker before this process could start it")
+    status = run_job(engine, job_id)
+    with session_scope(engine) as session:
+        job = session.get(Job, job_id)
+        result = (job.progress or {}).get("result") or {}
+        if status.value == "succeeded":
+            print(f"round done: published {result.get('version')}")
+            for name, wr in (result.get("eval") or {}).items():
+                if isinstance(wr, dict) and "rate" in wr:
+                    print(f"  win-rate {name:16} {wr['rate']:.2f} [{wr['low']:.2f}, {wr['high']:.2f}] (n={wr['n']})")
+            return 0
+        print(f"round {status.value}: {job.error or ''}")
+        return 1
+
+
+def cmd_round_start(args: argparse.Namespace) -> int:
+    from align.config import load_config
+    from align.rounds import queue_round
+    from db.session import session_scope
+
+    overrides = {}
+    if args.stages:
+        overrides["stages"] = [s.strip() for s in args.stages.split(",") if s.strip()]
+    if args.rl_algorithm:
+        overrides["rl_algorithm"] = args.rl_algorithm
+    config = load_config(Path(args.config) if args.config else None, **overrides)
+    engine = _engine()
+    with session_scope(engine) as session:
+        rnd, job = queue_round(session, None if args.all else args.region, config)
+        round_id, number, job_id = rnd.id, rnd.number, job.id
+    scope = "all regions" if args.all else args.region
+    print(f"round {round_id} ({scope}, #{number}): stages {', '.join(config.settings.stages)}; job {job_id}")
+    if args.now:
+        return _run_now(engine, job_id)
+    print("queued; start a worker with `geoalign worker` (or add --now to run it here)")
+    return 0
+
+
+def cmd_round_resume(args: argparse.Namespace) -> int:
+    from align.rounds import queue_resume
+    from db.session import session_scope
+
+    engine = _engine()
+    with session_scope(engine) as session:
+        job_id = queue_resume(session, args.id).id
+    print(f"round {args.id}: resume queued as job {job_id}")
+    return _run_now(engine, job_id) if args.now else 0
+
+
+def cmd_round_cancel(args: argparse.Namespace) -> int:
+    from align.jobs import request_cancel
+    from align.rounds import jobs_for
+    from db.session import session_scope
+
+    with session_scope(_engine()) as session:
+        job = jobs_for(session, [args.id]).get(args.id)
+        if job is None:
+            raise ValidationError(f"round {args.id} has no job")
+        job = request_cancel(session, job.id)
+        print(f"round {args.id}: " + ("cancelled" if job.status.value == "cancelled"
+                                      else f"cancel requested; worker {job.worker} stops it at its next step"))
+    return 0
+
+
+def _scope(session, region_id: int | None) -> str:
+    from db.models import Region
+
+    return session.get(Region, region_id).code if region_id else "all"
+
+
+def cmd_round_list(args: argparse.Namespace) -> int:
+    from align.rounds import jobs_for, list_rounds
+    from db.session import session_scope
+
+    with session_scope(_engine()) as session:
+        rounds = list_rounds(session, args.limit)
+        if not rounds:
+            print("no rounds yet; start one with `geoalign round start --region CODE` or `--all`")
+            return 0
+        jobs = jobs_for(session, [r.id for r in rounds])
+        print(f"{'id':>4} {'scope':20} {'#':>3} {'status':10} {'done':28} {'now':16} version")
+        for r in rounds:
+            job = jobs.get(r.id)
+            now = ""
+            if job and job.status.value == "running":
+                p = job.progress or {}
+                now = f"{p.get('stage', '')} {p.get('step', '')}/{p.get('total') or '?'}"
+            print(f"{r.id:4} {_scope(session, r.region_id):20} {r.number:3} {r.status.value:10} "
+                  f"{','.join(r.completed_stages) or '-':28} {now:16} {(r.metrics or {}).get('version', '-')}")
+    return 0
+
+
+def cmd_round_show(args: argparse.Namespace) -> int:
+    from align.rounds import jobs_for
+    from db.errors import NotFound
+    from db.models import Round
+    from db.session import session_scope
+
+    with session_scope(_engine()) as session:
+        rnd = session.get(Round, args.id)
+        if rnd is None:
+            raise NotFound(f"round {args.id} does not exist")
+        job = jobs_for(session, [rnd.id]).get(rnd.id)
+        print(f"round {rnd.id}: {_scope(session, rnd.region_id)} #{rnd.number}, {rnd.status.value}")
+        print(f"  stages     {', '.join(rnd.config.get('round', {}).get('stages') or [])}")
+        print(f"  completed  {', '.join(rnd.completed_stages) or '-'}")
+        if rnd.error:
+            print(f"  error      {rnd.error}")
+        if job:
+            print(f"  job        {job.id} ({job.status.value}, worker {job.worker or '-'})")
+        for stage, metrics in (rnd.metrics or {}).items():
+            print(f"  {stage:10} {json.dumps(metrics, default=str)}")
+    return 0
+
+
+def cmd_votes_simulate(args: argparse.Namespace) -> int:
+    from collect.simulate import simulate_all_regions
+    from db.session import session_scope
+
+    with session_scope(_engine()) as session:
+        counts = simulate_all_regions(session, args.region, per_region=args.limit, seed=args.seed)
+    for code, n in counts.items():
+        print(f"{code:24} {n} simulated votes")
+    print(f"{sum(counts.values())} simulated votes (source=simulated; not human judgement)")
+    return 0
+
+
+def add_round_commands(sub, add: Callable, formatter: type) -> None:
+    """Register ``round`` and ``votes`` on the top-level subparsers."""
+    rnd = sub.add_parser("round", help="alignment rounds: SFT → reward model → DPO → online RL, evaluate, publish",
+                         description=__doc__, formatter_class=formatter)
+    rnd = rnd.add_subparsers(dest="round_command", required=True, metavar="SUBCOMMAND")
+    p = add(rnd, "start", cmd_round_start, "queue a round for one region or all (or run it now with --now)",
+            "Queue an alignment round: datasets from the database (train split; val for validation), the "
+            "enabled stages on the parent version's LoRA adapter, evaluation on test prompts, atomic publish of "
+            "the new version, and new pairs for reviewers. The config YAML has sections round, lora, sft, "
+            "reward, dpo and rl mapped onto RoundSettings, LoraConfig and TRL's config classes; a wrong key or "
+            "value fails here, before anything is queued.")
+    scope = p.add_mutually_exclusive_group(required=True)
+    scope.add_argument("--region", help="region code: train on that region's data, publish a region version")
+    scope.add_argument("--all", action="store_true", help="train on all regions")
+    p.add_argument("--config", help="round config YAML (default: built-in defaults sized for the demo model)")
+    p.add_argument("--stages", help="comma-separated subset of sft,reward,dpo,rl (overrides the config)")
+    p.add_argument("--rl-algorithm", choices=["grpo", "rloo"], help="online RL trainer (overrides the config)")
+    p.add_argument("--now", action="store_true", help="run the round in this process instead of a worker")
+    p = add(rnd, "resume", cmd_round_resume, "continue a failed or cancelled round from its last finished stage")
+    p.add_argument("id", type=int, help="round id (see `geoalign round list`)")
+    p.add_argument("--now", action="store_true", help="run it in this process instead of a worker")
+    p = add(rnd, "cancel", cmd_round_cancel, "cancel a queued or running round")
+    p.add_argument("id", type=int, help="round id")
+    p = add(rnd, "list", cmd_round_list, "rounds with status, finished stages and live progress")
+    p.add_argument("--limit", type=int, default=20, help="how many rounds")
+    p = add(rnd, "show", cmd_round_show, "one round: stages, metrics per stage, evaluation")
+    p.add_argument("id", type=int, help="round id")
+
+    votes = sub.add_parser("votes", help="vote utilities", description="vote utilities", formatter_class=formatter)
+    votes = votes.add_subparsers(dest="votes_command", required=True, metavar="SUBCOMMAND")
+    p = add(votes, "simulate", cmd_votes_simulate, "cast simulated votes (rule-based judge) on queued pairs",
+            "For load tests and offline demos of a full round: one simulated reviewer per region judges its "
+            "queued pairs with the rule-based regional reward (rewards/rules.py). Votes are stored with "
+            "source=simulated so they can be told apart from human judgement. Not for production data.")
+    p.add_argument("--region", action="append", help="region code (repeatable; default: all)")
+    p.add_argument("--limit", type=int, default=1000, help="votes per region at most")
+    p.add_argument("--seed", type=int, default=0, help="seed for simulated review times")

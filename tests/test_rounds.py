@@ -1,0 +1,226 @@
+"""A whole round on the tiny model: datasets, SFT → reward → DPO → GRPO, evaluation, atomic publish, new pairs.
+
+Runs on SQLite and PostgreSQL. The votes come from simulated reviewers (collect/simulate.py) so the reward and
+DPO stages have data; a worker killed with SIGKILL mid-stage is reaped and the round resumes to the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from align.config import load_config
+from align.demo import DEMO_DATA
+from align.jobs import claim_job, reap_stale, run_job
+from align.registry import ensure_base_version
+from align.rounds import queue_resume, queue_round, round_dir
+from align.sampling import DecodingParams, generate_candidates
+from collect.ingest import import_examples, import_regions
+from collect.pairing import make_pairs
+from collect.simulate import simulate_all_regions
+from collect.tags import ensure_default_tags
+from db.errors import NotFound, ValidationError
+from db.models import Job, JobStatus, ModelVersion, Pair, Prompt, Region, Round, Split
+from db.session import session_scope
+from db.settings import Settings
+
+REGION = "en-GB-manchester"
+# Small enough for CI (a few steps per stage), large enough that every stage really trains.
+FAST = {"round": {"min_preference_pairs": 4, "eval_prompts": 4, "review_prompts": 2, "max_new_tokens": 24,
+                  "rl_prompts": 8, "early_stopping_patience": 0},
+        "sft": {"max_steps": 4, "save_steps": 2}, "reward": {"max_steps": 3}, "dpo": {"max_steps": 3},
+        "rl": {"max_steps": 2, "max_completion_length": 16, "per_device_train_batch_size": 4, "num_generations": 2}}
+
+
+@pytest.fixture
+def round_env(request, home, tiny_model, monkeypatch):
+    """(engine, settings) for SQLite or PostgreSQL, with Manchester's demo data, base pairs and simulated votes."""
+    monkeypatch.setenv("GEOALIGN_BASE_MODEL", str(tiny_model))
+    if request.param == "postgres":
+        monkeypatch.setenv("DATABASE_URL", request.getfixturevalue("pg_url"))
+    settings = Settings.from_env()
+    engine = request.getfixturevalue("engine" if request.param == "sqlite" else "pg_engine")
+    with session_scope(engine) as s:
+        ensure_default_tags(s)
+        import_regions(s, DEMO_DATA / REGION / "region.json")
+        s.flush()
+        import_examples(s, DEMO_DATA / REGION / "examples.jsonl", region=REGION)
+    with session_scope(engine) as s:
+        base = ensure_base_version(s, str(tiny_model))
+        prompt_ids = list(s.scalars(select(Prompt.id).where(Prompt.split.in_([Split.train, Split.val]))
+                                    .order_by(Prompt.content_hash).limit(24)))
+        generate_candidates(s, base, prompt_ids, 2, DecodingParams(max_new_tokens=24), progress=False)
+        make_pairs(s, prompt_ids, base, base)
+    with session_scope(engine) as s:
+        assert sum(simulate_all_regions(s).values()) >= 12
+    return engine, settings
+
+
+def _queue(engine, config=FAST, region=REGION) -> tuple[int, int]:
+    with session_scope(engine) as s:
+        rnd, job = queue_round(s, region, load_config(config))
+        return rnd.id, job.id
+
+
+@pytest.mark.parametrize("round_env", ["sqlite", "postgres"], indirect=True)
+def test_full_round_publishes_a_version_and_new_pairs(round_env, monkeypatch):
+    engine, settings = round_env
+    monkeypatch.setattr("align.rounds.get_settings", lambda: settings)
+    round_id, job_id = _queue(engine)
+    assert claim_job(engine, job_id, "test")
+    assert run_job(engine, job_id) == JobStatus.succeeded
+
+    workdir = round_dir(settings, round_id)
+    with session_scope(engine) as s:
+        rnd, job = s.get(Round, round_id), s.get(Job, job_id)
+        assert rnd.status == JobStatus.succeeded and job.status == JobStatus.succeeded
+        assert rnd.completed_stages == ["sft", "reward", "dpo", "rl", "eval", "publish"]
+        for stage in ("sft", "reward", "dpo", "rl"):
+            assert rnd.metrics[stage]["steps"] > 0 and "skipped" not in rnd.metrics[stage], stage
+        assert rnd.metrics["reward"]["train_accuracy"] is not None
+        assert {p["stage"] for p in job.progress["history"]} >= {"sft", "reward", "dpo", "rl"}
+
+        version = s.scalar(select(ModelVersion).where(ModelVersion.round_id == round_id))
+        assert version.name == f"{REGION}-r1" and version.parent.name == "base" and version.stage == "rl"
+        assert (Path(version.adapter_path) / "adapter_config.json").exists()
+        assert version.lineage["datasets"]["sft_train"] and version.lineage["votes"] >= 12
+        assert version.lineage["config"]["round"]["stages"] == ["sft", "reward", "dpo", "rl"]
+        assert Path(version.lineage["reward_model"]).is_dir()
+        wr = version.metrics["eval"]["vs_base"]
+        assert wr["n"] >= 1 and wr["low"] <= wr["rate"] <= wr["high"]
+
+        pairs = s.scalars(select(Pair).where(Pair.round_id == round_id)).all()
+        assert pairs and all(version.id in (p.model_a_id, p.model_b_id) for p in pairs)
+        splits = set(s.scalars(select(Prompt.split).where(Prompt.id.in_([p.prompt_id for p in pairs]))))
+        assert splits == {Split.train, Split.test}
+
+        test_prompts = {p.text for p in s.scalars(select(Prompt).where(Prompt.split == Split.test))}
+    # the test split never reaches a training file
+    for name in ("sft_train", "pref_train", "rl_prompts"):
+        rows = [json.loads(line) for line in (workdir / "data" / f"{name}.jsonl").read_text().splitlines()]
+        assert rows and all(r.get("split", "train") == "train" for r in rows), name
+        assert not any(t in r["prompt"] for r in rows for t in test_prompts), name
+    assert list((workdir / "stages" / "sft" / "checkpoints").glob("runs/**/events.out.tfevents.*"))  # TensorBoard
+    samples = [json.loads(line) for line in (workdir / "eval" / "samples.jsonl").read_text().splitlines()]
+    assert {"new", "parent", "base", "sft"} <= set(samples[0]["outputs"])
+
+    # the next round continues from this version
+    round2, job2 = _queue(engine, FAST | {"round": FAST["round"] | {"stages": ["dpo"]}})
+    assert claim_job(engine, job2, "test") and run_job(engine, job2) == JobStatus.succeeded
+    with session_scope(engine) as s:
+        v2 = s.scalar(select(ModelVersion).where(ModelVersion.round_id == round2))
+        assert v2.parent.name == f"{REGION}-r1" and v2.stage == "dpo" and v2.name == f"{REGION}-r2"
+
+
+@pytest.mark.parametrize("round_env", ["sqlite"], indirect=True)
+def test_queue_errors_and_nothing_to_publish(round_env, monkeypatch):
+    engine, settings = round_env
+    monkeypatch.setattr("align.rounds.get_settings", lambda: settings)
+    with session_scope(engine) as s:
+        with pytest.raises(NotFound, match="unknown region 'xx-nowhere'"):
+            queue_round(s, "xx-nowhere", load_config())
+        with pytest.raises(NotFound, match="unknown model version 'nope'"):
+            queue_round(s, REGION, load_config({"round": {"parent": "nope"}}))
+    round_id, job_id = _queue(engine, FAST | {"round": FAST["round"] | {"stages": ["reward"]}})
+    with session_scope(engine) as s:
+        with pytest.raises(ValidationError, match="only failed or cancelled rounds resume"):
+            queue_resume(s, round_id)
+    assert claim_job(engine, job_id, "test") and run_job(engine, job_id) == JobStatus.failed
+    with session_scope(engine) as s:
+        rnd = s.get(Round, round_id)
+        assert rnd.status == JobStatus.failed and "nothing to publish" in rnd.error
+        assert s.scalar(select(func.count()).select_from(ModelVersion).where(ModelVersion.round_id == round_id)) == 0
+
+
+@pytest.mark.parametrize("round_env", ["sqlite"], indirect=True)
+def test_killed_worker_round_is_reaped_and_resumed(round_env):
+    engine, settings = round_env
+    slow = FAST | {"sft": {"max_steps": 60, "save_steps": 5}}  # long enough to be killed mid-stage
+    round_id, job_id = _queue(engine, slow)
+    env = os.environ | {"GEOALIGN_HEARTBEAT_S": "0.5", "GEOALIGN_STALE_AFTER_S": "3",
+                        "DATABASE_URL": settings.database_url}
+    worker = subprocess.Popen([sys.executable, "-m", "align.cli", "worker", "--once"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with session_scope(engine) as s:
+                progress = s.get(Job, job_id).progress or {}
+            if progress.get("stage") == "sft" and (progress.get("step") or 0) >= 6:
+                break
+            assert worker.poll() is None, "worker exited early"
+            time.sleep(0.2)
+        else:
+            pytest.fail("the worker never reached step 6 of SFT")
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+    finally:
+        worker.kill()
+
+    with session_scope(engine) as s:
+        assert reap_stale(s, stale_after_s=3) == []  # the last heartbeat is still fresh
+    time.sleep(3.5)
+    with session_scope(engine) as s:
+        assert reap_stale(s, stale_after_s=3) == [job_id]
+    with session_scope(engine) as s:
+        job, rnd = s.get(Job, job_id), s.get(Round, round_id)
+        assert job.status == JobStatus.failed and "stopped heartbeating" in job.error
+        assert rnd.status == JobStatus.failed and rnd.completed_stages == []
+        assert s.scalar(select(func.count()).select_from(ModelVersion).where(ModelVersion.round_id == round_id)) == 0
+    assert not (settings.adapters_dir / f"{REGION}-r1").exists()
+    checkpoints = sorted((round_dir(settings, round_id) / "stages" / "sft" / "checkpoints").glob("checkpoint-*"))
+    assert checkpoints  # the resume continues from here
+
+    # resume: SFT continues from its last checkpoint, then the rest of the round runs
+    with session_scope(engine) as s:
+        resume_job = queue_resume(s, round_id).id
+    assert claim_job(engine, resume_job, "test")
+    import align.rounds
+
+    original = align.rounds.get_settings
+    align.rounds.get_settings = lambda: settings
+    try:
+        assert run_job(engine, resume_job) == JobStatus.succeeded
+    finally:
+        align.rounds.get_settings = original
+    with session_scope(engine) as s:
+        rnd = s.get(Round, round_id)
+        assert rnd.status == JobStatus.succeeded and rnd.metrics["sft"]["steps"] == 60
+        version = s.scalar(select(ModelVersion).where(ModelVersion.round_id == round_id))
+        assert (Path(version.adapter_path) / "adapter_model.safetensors").exists()
+    assert not list(settings.adapters_dir.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("round_env", ["sqlite"], indirect=True)
+def test_cancel_stops_a_running_round(round_env, monkeypatch):
+    import threading
+
+    from align.jobs import request_cancel
+
+    engine, settings = round_env
+    monkeypatch.setattr("align.rounds.get_settings", lambda: settings)
+    round_id, job_id = _queue(engine, FAST | {"sft": {"max_steps": 2000}})
+    assert claim_job(engine, job_id, "test")
+    outcome = {}
+    thread = threading.Thread(target=lambda: outcome.setdefault("status", run_job(engine, job_id)))
+    thread.start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with session_scope(engine) as s:
+            if ((s.get(Job, job_id).progress or {}).get("step") or 0) >= 2:
+                request_cancel(s, job_id)
+                break
+        time.sleep(0.2)
+    thread.join(60)
+    assert outcome["status"] == JobStatus.cancelled
+    with session_scope(engine) as s:
+        assert s.get(Round, round_id).status == JobStatus.cancelled
+        assert s.scalar(select(func.count()).select_from(Region)) == 1
