@@ -7,6 +7,7 @@ import logging
 
 import streamlit as st
 
+from align import rounds_page
 from collect import admin_page, data_page, home_page, login_page, review_page
 from collect.session_state import current_user, logout
 
@@ -24,6 +25,7 @@ else:
         pages.append(st.Page(home_page.render, title="Overview", icon="🏠", url_path="overview"))
     if user.has("engineer") or user.has("admin"):
         pages.append(st.Page(data_page.render, title="Data", icon="🗂️", url_path="data"))
+        pages.append(st.Page(rounds_page.render, title="Rounds", icon="🔁", url_path="rounds"))
     if user.has("admin"):
         pages.append(st.Page(admin_page.render, title="Admin", icon="🛠️", url_path="admin"))
     with st.sidebar:

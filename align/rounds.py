@@ -232,12 +232,10 @@ def launch_stage(inputs: StageInputs, num_processes: int, job_id: int | None = N
     inputs.stage_dir.mkdir(parents=True, exist_ok=True)
     spec = inputs.stage_dir / "inputs.json"
     spec.write_text(inputs.to_json(), encoding="utf-8")
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(num_processes),
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    import torch
-
-    if not torch.cuda.is_available():
-        cmd += ["--cpu"]
+    # --multi_gpu selects accelerate's torchrun-based launcher; without CUDA each rank runs on the CPU and
+    # accelerate sets up MULTI_CPU (gloo). A GPU machine passes its own config (DeepSpeed, FSDP) the same way.
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(num_processes),
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0"]
     env = os.environ | ({"GEOALIGN_JOB_ID": str(job_id)} if job_id else {})
     proc = subprocess.run([*cmd, "-m", "align.stages", str(spec)], env=env, capture_output=True, text=True)
     (inputs.stage_dir / "launch.log").write_text(proc.stdout + proc.stderr, encoding="utf-8")

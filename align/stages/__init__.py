@@ -140,7 +140,16 @@ def train_metrics(trainer, output, extra_tokens: int = 0) -> dict[str, Any]:
             "train_loss": round(float(output.training_loss), 4),
             "final_logged_loss": round(losses[-1], 4) if losses else None,
             "best_eval_loss": round(min(evals), 4) if evals else None,
-            "tokens": tokens, "tokens_per_s": round(tokens / runtime, 1)}
+            "tokens": tokens, "tokens_per_s": round(tokens / runtime, 1), "world_size": trainer.args.world_size,
+            "rank": trainer.args.process_index, "rank_batches_per_epoch": _batches(trainer)}
+
+
+def _batches(trainer) -> int | None:
+    """Batches one rank draws per epoch (under accelerate each rank gets its shard of the data)."""
+    try:
+        return len(trainer.get_train_dataloader())
+    except TypeError:  # an iterable dataset has no length
+        return None
 
 
 def _dataset_tokens(trainer) -> int:

@@ -1,0 +1,378 @@
+"""The Rounds page: queue an alignment round, follow it (stages, progress, loss curves, log), cancel or resume it,
+and browse the model versions rounds published, with their win-rates and lineage.
+
+The page only reads and queues; a worker (``geoalign worker``) runs the rounds. The small functions at the top turn
+database rows into plain rows and frames and are tested without Streamlit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+import yaml
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from align.config import RL_ALGORITHMS, SECTIONS, STAGE_ORDER, RoundConfig, load_config
+from align.jobs import UNFINISHED, request_cancel
+from align.registry import list_versions
+from align.rounds import POST_STAGES, jobs_for, list_rounds, queue_resume, queue_round, round_summary, scope_name
+from collect.auth import CurrentUser, require
+from collect.overview import region_codes
+from collect.session_state import current_user
+from db.errors import AuthError, ConfigError, GeoAlignError, PermissionDenied
+from db.models import Job, Region
+from db.session import session_scope
+
+ROUNDS_ROLES = ("engineer", "admin")
+POLICY_STAGES = ("sft", "dpo", "rl")  # the reward model alone changes no policy, so a round needs one of these
+ROUNDS_SHOWN = 20  # newest rounds listed; older ones stay in the database and `geoalign jobs list`
+LOG_LINES = 40  # enough to see the last stage's messages and a traceback's end
+REFRESH_S = 5  # auto-refresh while a round is queued or running: a live loss curve, a light load on the database
+STALE_S = 30  # the worker's default GEOALIGN_STALE_AFTER_S: older heartbeats mean the job is about to be reaped
+NOTICE_KEY = "rounds_notice"
+STATUS_ICONS = {"queued": "⏳", "running": "🔄", "succeeded": "✅", "failed": "❌", "cancelled": "⛔"}
+STAGE_LABELS = {"sft": "SFT", "reward": "Reward model", "dpo": "DPO", "rl": "Online RL"}
+CONFIG_EXAMPLE = "lora: {r: 8}\nsft: {num_train_epochs: 3}\ndpo: {beta: 0.2}"
+
+
+# ------------------------------------------------------------------------------------------- plain data
+
+
+def region_names(session: Session) -> dict[int, str]:
+    """Region code by region id."""
+    return {rid: code for rid, code in session.execute(select(Region.id, Region.code))}
+
+
+def build_config(text: str, stages: list[str], rl_algorithm: str) -> RoundConfig:
+    """The round config from the form: the optional YAML text's sections, with the stage and RL widgets winning.
+
+    Raises ConfigError naming the wrong section, key or value (``sft: unknown key(s) ['learning_rte'] ...``).
+    """
+    try:
+        data = yaml.safe_load(text) if text and text.strip() else {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"the extra config is not valid YAML: {exc}") from exc
+    data = data or {}
+    if not isinstance(data, dict):
+        raise ConfigError("the extra config must be a YAML mapping with the sections " + ", ".join(SECTIONS))
+    if not any(s in POLICY_STAGES for s in stages):
+        raise ConfigError("pick at least one of SFT, DPO or online RL: a round must train the policy to publish it")
+    section = data.get("round") or {}
+    if isinstance(section, dict):  # anything else is left for load_config to name
+        data = {**data, "round": {**section, "stages": list(stages), "rl_algorithm": rl_algorithm}}
+    return load_config(data)
+
+
+def rounds_view(session: Session, limit: int = ROUNDS_SHOWN) -> list[dict[str, Any]]:
+    """The newest rounds as ``round_summary`` dicts plus their scope code and their newest job's log and flags."""
+    rounds = list_rounds(session, limit)
+    jobs = jobs_for(session, [r.id for r in rounds])
+    codes = region_names(session)
+    rows = []
+    for rnd in rounds:
+        job = jobs.get(rnd.id)
+        row = round_summary(rnd, job)
+        row["scope"] = scope_name(codes.get(rnd.region_id) if rnd.region_id else None)
+        row["stages"] = row["stages"] or list(STAGE_ORDER)  # a config without round.stages runs them all
+        if job is not None:
+            row["job"] |= {"log": job.log or "", "error": job.error, "cancel_requested": job.cancel_requested}
+        rows.append(row)
+    return rows
+
+
+def has_active_round(session: Session) -> bool:
+    """Whether any round has a queued or running job (the page then refreshes itself)."""
+    stmt = select(Job.id).where(Job.round_id.is_not(None), Job.status.in_(UNFINISHED)).limit(1)
+    return session.scalar(stmt) is not None
+
+
+def versions_view(session: Session) -> list[dict[str, Any]]:
+    """Model versions, newest first, as plain rows with their parent's name and win-rates as text."""
+    codes = region_names(session)
+    rows = []
+    for v in reversed(list_versions(session)):
+        evaluation = (v.metrics or {}).get("eval") or {}
+        rows.append({"name": v.name, "parent": v.parent.name if v.parent else "", "stage": v.stage,
+                     "region": scope_name(codes.get(v.region_id) if v.region_id else None),
+                     "status": v.status.value, "created": v.created_at,
+                     "win-rate vs parent": win_rate_text(evaluation.get("vs_parent")),
+                     "win-rate vs base": win_rate_text(evaluation.get("vs_base")),
+                     "lineage": v.lineage or {}, "metrics": v.metrics or {}})
+    return rows
+
+
+def win_rate_text(value: Any) -> str:
+    """``{"rate": 0.62, "low": 0.41, "high": 0.8, ...}`` → ``"0.62 [0.41, 0.80]"``; ``""`` when there is none."""
+    if not isinstance(value, dict) or value.get("rate") is None:
+        return ""
+    if value.get("low") is None or value.get("high") is None:
+        return f"{value['rate']:.2f}"
+    return f"{value['rate']:.2f} [{value['low']:.2f}, {value['high']:.2f}]"
+
+
+def _number(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def metrics_frame(metrics: dict[str, Any]) -> pd.DataFrame:
+    """Round.metrics as two text columns: one row per stage (its numbers) and one per win-rate comparison."""
+    rows = []
+    known = [s for s in STAGE_ORDER if s in metrics]
+    for key in [*known, *sorted(k for k in metrics if k not in known)]:
+        value = metrics[key]
+        if key == "eval" and isinstance(value, dict):
+            for name, rate in value.items():
+                if isinstance(rate, dict):
+                    counts = f" (n={rate.get('n')}: {rate.get('wins')} won, {rate.get('ties')} tied, " \
+                             f"{rate.get('losses')} lost)" if "n" in rate else ""
+                    rows.append({"what": f"win-rate {name.replace('_', ' ')}", "value": win_rate_text(rate) + counts})
+                else:
+                    rows.append({"what": f"eval {name}", "value": _number(rate)})
+        elif isinstance(value, dict):
+            rows.append({"what": key, "value": " · ".join(f"{k} {_number(v)}" for k, v in value.items())})
+        else:
+            rows.append({"what": key, "value": _number(value)})
+    return pd.DataFrame(rows, columns=["what", "value"])
+
+
+def history_frame(history: list[dict[str, Any]]) -> pd.DataFrame:
+    """progress["history"] in long form, shape (points × metrics, 4): columns stage, step, metric, value."""
+    rows = [{"stage": point.get("stage", "?"), "step": point["step"], "metric": key, "value": float(value)}
+            for point in history if isinstance(point, dict) and "step" in point
+            for key, value in point.items()
+            if key not in ("stage", "step") and isinstance(value, int | float) and not isinstance(value, bool)]
+    return pd.DataFrame(rows, columns=["stage", "step", "metric", "value"])
+
+
+def loss_chart(frame: pd.DataFrame) -> alt.FacetChart:
+    """Loss, reward and accuracy against step, one panel per stage in pipeline order (a history_frame)."""
+    present = list(dict.fromkeys(frame["stage"]))
+    order = [s for s in STAGE_ORDER if s in present] + [s for s in present if s not in STAGE_ORDER]
+    lines = alt.Chart(frame).mark_line(point=True).encode(
+        x=alt.X("step:Q", title="step", axis=alt.Axis(tickMinStep=1)),
+        y=alt.Y("value:Q", title=None),
+        color=alt.Color("metric:N", title="metric"),
+        tooltip=["stage:N", "step:Q", "metric:N", alt.Tooltip("value:Q", format=".4g")],
+    ).properties(width=320, height=200)
+    # each stage has its own step counter and losses on its own scale
+    return lines.facet(facet=alt.Facet("stage:N", sort=order, title=None), columns=2).resolve_scale(
+        x="independent", y="independent")
+
+
+def stage_line(stages: list[str], completed: list[str], current: str | None) -> str:
+    """The round's stages with ticks: ``✅ sft → 🔄 dpo → ▫️ rl → ▫️ eval → ▫️ publish``."""
+    marks = []
+    for stage in [*stages, *POST_STAGES]:
+        icon = "✅" if stage in completed else "🔄" if stage == current else "▫️"
+        marks.append(f"{icon} {stage}")
+    return " → ".join(marks)
+
+
+def age_text(when: datetime | None, now: datetime | None = None) -> tuple[str, float | None]:
+    """How long ago ``when`` was, as text ("12 s ago") and seconds; SQLite's naive datetimes are UTC."""
+    if when is None:
+        return "never", None
+    when = when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when
+    seconds = max(0.0, ((now or datetime.now(timezone.utc)) - when).total_seconds())
+    if seconds < 90:
+        return f"{seconds:.0f} s ago", seconds
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min ago", seconds
+    return f"{seconds / 3600:.1f} h ago", seconds
+
+
+def log_tail(log: str, lines: int = LOG_LINES) -> str:
+    """The last ``lines`` lines of a job log."""
+    return "\n".join(log.rstrip("\n").splitlines()[-lines:])
+
+
+# ------------------------------------------------------------------------------------------- actions
+
+
+def _act(action: Callable[[Session, CurrentUser], object], success: str) -> None:
+    """Button callback: run ``action(session, user)`` and leave a notice; runs before the page is drawn again."""
+    try:
+        user = require(current_user(), *ROUNDS_ROLES)
+        with session_scope() as session:
+            action(session, user)
+    except GeoAlignError as exc:
+        st.session_state[NOTICE_KEY] = ("error", str(exc))
+        return
+    st.session_state[NOTICE_KEY] = ("success", success)
+
+
+def _cancel(job_id: int, label: str) -> None:
+    _act(lambda s, _u: request_cancel(s, job_id), f"Cancel requested for {label} (job {job_id}).")
+
+
+def _resume(round_id: int, label: str) -> None:
+    _act(lambda s, u: queue_resume(s, round_id, user_id=u.id),
+         f"{label} queued again; it continues after its last completed stage.")
+
+
+def _queue(user: CurrentUser, region: str | None, stages: list[str], rl_algorithm: str, text: str) -> None:
+    try:
+        with st.spinner("Checking the config…"):
+            config = build_config(text, stages, rl_algorithm)
+        with session_scope() as session:
+            rnd, job = queue_round(session, region, config, user_id=user.id)
+            number, job_id = rnd.number, job.id
+    except GeoAlignError as exc:
+        st.error(f"Nothing was queued: {exc}")
+        return
+    st.success(f"Round {number} ({scope_name(region)}) queued as job {job_id}; a worker (`geoalign worker`) "
+               "will pick it up.")
+
+
+# ------------------------------------------------------------------------------------------- page
+
+
+def render_start(user: CurrentUser) -> None:
+    """The form that queues a round."""
+    st.subheader("Start a round")
+    with session_scope() as session:
+        codes = region_codes(session)
+    if not codes:
+        st.info("No regions yet: run `geoalign demo` or `geoalign import regions region.json` first.")
+        return
+    with st.form("rounds_start"):
+        c1, c2 = st.columns(2)
+        region = c1.selectbox("Scope", [None, *codes], key="rounds_scope",
+                              format_func=lambda c: "all regions" if c is None else c)
+        rl_algorithm = c2.selectbox("RL algorithm", RL_ALGORITHMS, key="rounds_rl_algorithm",
+                                    help="The online RL trainer of the rl stage: TRL's GRPOTrainer or RLOOTrainer.")
+        columns = st.columns(len(STAGE_ORDER))
+        stages = [s for s, col in zip(STAGE_ORDER, columns, strict=True)
+                  if col.checkbox(STAGE_LABELS[s], value=True, key=f"rounds_stage_{s}")]
+        text = st.text_area(
+            "Extra config (YAML, optional)", key="rounds_yaml", placeholder=CONFIG_EXAMPLE, height=120,
+            help="Sections " + ", ".join(SECTIONS) + ": each key is a field of TRL's config of that stage (or "
+                 "PEFT's LoraConfig). The stage boxes and the RL algorithm above override round.stages and "
+                 "round.rl_algorithm.")
+        submitted = st.form_submit_button("Queue round", type="primary")
+    if submitted:
+        _queue(user, region, stages, rl_algorithm, text)
+
+
+def _round_card(row: dict[str, Any]) -> None:
+    job = row["job"]
+    progress = (job or {}).get("progress") or {}
+    job_status = (job or {}).get("status")
+    live = job_status in ("queued", "running")
+    label = f"{row['scope']} round {row['number']}"
+    with st.container(border=True):
+        head, buttons = st.columns([5, 1])
+        head.markdown(f"**{label}** · {STATUS_ICONS.get(row['status'], '')} {row['status']}")
+        details = [f"round id {row['id']}", f"queued {row['created_at']:%Y-%m-%d %H:%M}"]
+        if job:
+            details.append(f"job {job['id']} ({job_status})")
+            if job["worker"]:
+                age, seconds = age_text(job["heartbeat_at"])
+                details.append(f"worker {job['worker']}, heartbeat {age}")
+                if job_status == "running" and seconds is not None and seconds > STALE_S:
+                    head.warning(f"No heartbeat for {age[:-4]}: is the worker still alive?")
+        head.caption(" · ".join(details))
+        current = progress.get("stage") if job_status == "running" else None
+        st.markdown(stage_line(row["stages"], row["completed_stages"], current))
+        if job_status == "running" and progress.get("total"):
+            step, total = progress.get("step") or 0, progress["total"]
+            st.progress(min(1.0, step / total), text=f"{progress.get('stage')}: step {step} of {total}")
+        elif job_status == "running" and current:
+            st.caption(f"{current}: starting…")
+        elif job_status == "queued":
+            st.caption("Waiting for a worker: start one with `geoalign worker`.")
+        if job and job.get("cancel_requested") and job_status == "running":
+            st.caption("Cancel requested: the worker stops at the next training step.")
+        if row["error"]:
+            st.error(row["error"])
+        if row["metrics"].get("version"):
+            pairs = row["metrics"].get("new_pairs") or {}
+            made = sum(pairs.values()) if isinstance(pairs, dict) else pairs
+            st.caption(f"Published **{row['metrics']['version']}** · {made} new pairs for reviewers")
+        frame = history_frame(progress.get("history") or [])
+        if not frame.empty:
+            with st.expander("Training curves", expanded=job_status == "running"):
+                st.altair_chart(loss_chart(frame))
+        if row["metrics"]:
+            with st.expander("Metrics"):
+                st.dataframe(metrics_frame(row["metrics"]), hide_index=True, width="stretch")
+        if job and job.get("log"):
+            with st.expander(f"Log (last {LOG_LINES} lines)"):
+                st.code(log_tail(job["log"]), language=None)
+        if live and not job.get("cancel_requested"):
+            buttons.button("Cancel", key=f"rounds_cancel_{job['id']}", on_click=_cancel, args=(job["id"], label))
+        if row["status"] in ("failed", "cancelled") and not live:
+            buttons.button("Resume", key=f"rounds_resume_{row['id']}", on_click=_resume, args=(row["id"], label),
+                           help="Queue it again; it continues after its last completed stage.")
+
+
+def _rounds_list(refreshing: bool) -> None:
+    with session_scope() as session:
+        if has_active_round(session) != refreshing:
+            # a round started or ended since the page was drawn: redraw it all (refresh period, new versions)
+            st.rerun()
+        rows = rounds_view(session)
+    if notice := st.session_state.pop(NOTICE_KEY, None):
+        (st.error if notice[0] == "error" else st.success)(notice[1])
+    if not rows:
+        st.info("No rounds yet — start one above.")
+        return
+    for row in rows:
+        _round_card(row)
+
+
+def render_rounds() -> None:
+    """The newest rounds, redrawn every few seconds while one is queued or running."""
+    st.subheader("Rounds")
+    with session_scope() as session:
+        active = has_active_round(session)
+    c1, c2 = st.columns([4, 1])
+    live = c1.toggle(f"Refresh every {REFRESH_S} s while a round is queued or running", value=True,
+                     key="rounds_live")
+    c2.button("↻ Refresh", key="rounds_refresh")  # a click reruns the page
+    st.fragment(run_every=REFRESH_S if live and active else None)(_rounds_list)(active)
+
+
+def render_versions() -> None:
+    """Model versions with win-rates, and one version's lineage and metrics."""
+    with session_scope() as session:
+        rows = versions_view(session)
+    if not rows:
+        st.info("No model versions yet: the first round registers the base model and publishes a version here.")
+        return
+    columns = ["name", "parent", "stage", "region", "status", "created", "win-rate vs parent", "win-rate vs base"]
+    st.dataframe(pd.DataFrame([{c: r[c] for c in columns} for r in rows]), hide_index=True, width="stretch")
+    st.caption("Win-rates: the reward model's (or the rules') preference for the version on held-out test prompts, "
+               "with a 95% bootstrap interval.")
+    st.subheader("Lineage")
+    name = st.selectbox("Version", [r["name"] for r in rows], key="rounds_version")
+    row = next(r for r in rows if r["name"] == name)
+    c1, c2 = st.columns(2)
+    c1.caption("Lineage: parent, round, dataset hashes and counts, config")
+    c1.json(row["lineage"], expanded=2)
+    c2.caption("Metrics: per stage, and evaluation")
+    c2.json(row["metrics"], expanded=2)
+
+
+def render() -> None:
+    """The page: for engineers and admins; anyone else gets a refusal."""
+    try:
+        user = require(current_user(), *ROUNDS_ROLES)
+    except (AuthError, PermissionDenied) as exc:
+        st.error(f"The Rounds page is for ML engineers and admins: {exc}.")
+        return
+    st.title("Rounds")
+    st.caption("A round trains a new model version on the reviewers' votes: SFT → reward model → DPO → online RL "
+               "→ evaluation → publish. A worker (`geoalign worker`) runs queued rounds.")
+    tab_rounds, tab_versions = st.tabs(["Rounds", "Model versions"])
+    with tab_rounds:
+        render_start(user)
+        render_rounds()
+    with tab_versions:
+        render_versions()
