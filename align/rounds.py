@@ -19,6 +19,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -160,7 +161,9 @@ def run_round(engine: Engine, round_id: int, ctx: JobContext | None = None, prog
                 inputs = StageInputs(stage=stage, workdir=str(workdir), config=plan.config.raw,
                                      base_model=plan.base_model, adapter_in=adapter, reward_model=reward_model,
                                      region_rules=plan.region_rules)
+                started = time.monotonic()
                 result = _run_stage(inputs, plan, report, ctx)
+                result.metrics["wall_s"] = round(time.monotonic() - started, 2)  # loading + training + saving
                 _mark(engine, round_id, stage, result)
                 report.log(f"stage {stage}: " + (f"skipped ({result.skipped})" if result.skipped
                                                  else json.dumps(result.metrics)))
@@ -173,13 +176,17 @@ def run_round(engine: Engine, round_id: int, ctx: JobContext | None = None, prog
         report.progress(stage="eval", step=0, total=None)
         from align.evaluation import evaluate_round
 
+        started = time.monotonic()
         evaluation = evaluate_round(engine, plan, workdir, adapter, reward_model, report)
+        evaluation["win_rates"]["wall_s"] = round(time.monotonic() - started, 2)
+        started = time.monotonic()
         report.progress(stage="publish", step=0, total=None)
         version = publish(engine, plan, settings, adapter, reward_model, trained[-1], manifest, stage_metrics,
                           evaluation)
         report.log(f"published {version}: {json.dumps(evaluation['win_rates'])}")
-        report.progress(stage="done", step=1, total=1, result={"version": version})
-        return {"version": version, "stages": stage_metrics, "eval": evaluation["win_rates"]}
+        publish_s = round(time.monotonic() - started, 2)
+        report.progress(stage="done", step=1, total=1)
+        return {"version": version, "stages": stage_metrics, "eval": evaluation["win_rates"], "publish_s": publish_s}
     except (Cancelled, StageCancelled) as exc:
         _finish(engine, round_id, JobStatus.cancelled, str(exc))
         raise Cancelled(str(exc)) from exc

@@ -13,7 +13,7 @@ def _inputs(tmp_path, tiny_model, name):
     workdir = tmp_path / name
     (workdir / "data").mkdir(parents=True)
     rows = [{"prompt": f"Region: Leeds (en-GB)\nTask: social media post\nBrief: offer {i}\nCopy:\n",
-             "completion": f"Ey up Leeds, proper deal number {i} at Kirkgate Market this Saturday!"} for i in range(24)]
+             "completion": f"Ey up Leeds, proper deal {i} at Kirkgate Market this Saturday!"} for i in range(24)]
     (workdir / "data" / "sft_train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     config = load_config({"round": {"report_to": "none"},
                           "sft": {"num_train_epochs": 1, "per_device_train_batch_size": 4, "save_strategy": "no"}})
