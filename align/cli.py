@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -389,9 +390,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         for user, password in result.credentials.items():
             print(f"  {user:28} {password}")
     if args.no_app:
-        print("\ndone; start the app with `geoalign demo` or `streamlit run app.py`")
+        print("\ndone; start the app with `geoalign demo` (app + worker), or `streamlit run app.py` and "
+              "`geoalign worker`")
         return 0
-    print(f"\nstarting the app on http://localhost:{args.port} (Ctrl-C to stop)")
+    print(f"\nstarting the app on http://localhost:{args.port} and a job worker for rounds (Ctrl-C stops both)")
     return start_app(port=args.port)
 
 
@@ -696,6 +698,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "split", ()) is None:
         args.split = ["train"]
+    # transformers 5 warns about its own renamed arguments on every trainer; nothing a user can act on
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

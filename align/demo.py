@@ -140,11 +140,22 @@ def run_demo(settings: Settings, epochs: float | None = None, pairs_per_region: 
     return result
 
 
-def start_app(port: int = 8501, headless: bool = True) -> int:
-    """Run the Streamlit app in the foreground until it exits (Ctrl-C stops it)."""
+def start_app(port: int = 8501, headless: bool = True, worker: bool = True) -> int:
+    """Run the Streamlit app in the foreground until it exits (Ctrl-C stops it), with a job worker beside it.
+
+    The worker runs the rounds started from the Rounds page; it stops when the app does.
+    """
     cmd = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(port),
            "--server.headless", str(headless).lower(), "--browser.gatherUsageStats", "false"]
+    background = subprocess.Popen([sys.executable, "-m", "align.cli", "worker"]) if worker else None
     try:
         return subprocess.call(cmd)
     except KeyboardInterrupt:
         return 0
+    finally:
+        if background is not None:
+            background.terminate()  # SIGTERM: the worker finishes or fails its job cleanly
+            try:
+                background.wait(30)
+            except subprocess.TimeoutExpired:
+                background.kill()
