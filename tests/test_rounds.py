@@ -215,7 +215,9 @@ def test_cancel_stops_a_running_round(round_env, monkeypatch):
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         with session_scope(engine) as s:
-            if ((s.get(Job, job_id).progress or {}).get("step") or 0) >= 2:
+            job = s.get(Job, job_id)
+            assert job.status == JobStatus.running, job.error
+            if ((job.progress or {}).get("step") or 0) >= 2:
                 request_cancel(s, job_id)
                 break
         time.sleep(0.2)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 from collections.abc import Callable
@@ -114,6 +115,35 @@ def early_stopping(config: RoundConfig, has_eval: bool, steps_per_epoch: int) ->
     return ({"eval_strategy": "steps", "eval_steps": every, "save_strategy": "steps", "save_steps": every,
              "load_best_model_at_end": True, "metric_for_best_model": "eval_loss", "greater_is_better": False},
             [EarlyStoppingCallback(early_stopping_patience=patience)])
+
+
+def checkpoints(inputs: StageInputs) -> Path:
+    return inputs.stage_dir / "checkpoints"
+
+
+def stage_args(inputs: StageInputs, config: RoundConfig, n_train: int, has_val: bool, **extra) -> tuple[Any, list]:
+    """The stage's TRL config with early stopping set up from the data size, and the callbacks it needs."""
+    probe = config.stage_args(inputs.stage, checkpoints(inputs))
+    steps_per_epoch = math.ceil(n_train / (probe.per_device_train_batch_size * probe.world_size))
+    overrides, callbacks = early_stopping(config, has_val, steps_per_epoch)
+    return config.stage_args(inputs.stage, checkpoints(inputs), **overrides, **extra), callbacks
+
+
+def too_few_pairs(inputs: StageInputs, config: RoundConfig, n: int, **kept) -> StageResult | None:
+    """A written 'skipped' result when there are fewer preference pairs than the config asks for, else None."""
+    minimum = config.settings.min_preference_pairs
+    if n >= minimum:
+        return None
+    reason = f"{n} preference pairs, fewer than round.min_preference_pairs ({minimum})"
+    return write_result(inputs, StageResult(inputs.stage, skipped=reason, **kept))
+
+
+def finish_policy(inputs: StageInputs, trainer, args, metrics: dict) -> StageResult:
+    """Rank 0 saves the adapter atomically and writes the result; other ranks (under accelerate) just return."""
+    if args.process_index != 0:
+        return StageResult(inputs.stage, metrics=metrics)
+    adapter = save_atomically(trainer.save_model, inputs.stage_dir / "adapter")
+    return write_result(inputs, StageResult(inputs.stage, adapter=adapter, metrics=metrics))
 
 
 def write_result(inputs: StageInputs, result: StageResult) -> StageResult:

@@ -6,15 +6,15 @@ reviewers say now, i.e. reward-model drift), with the previous reward model's ac
 
 from __future__ import annotations
 
-import math
-
 from align.stages import (
     StageInputs,
     StageResult,
-    early_stopping,
+    checkpoints,
     read_jsonl,
     save_atomically,
+    stage_args,
     to_dataset,
+    too_few_pairs,
     train_metrics,
     train_with_resume,
     write_result,
@@ -31,22 +31,17 @@ def run(inputs: StageInputs, callbacks: list) -> StageResult:
     config = inputs.round_config()
     train, val = read_jsonl(inputs.data_dir / "pref_train.jsonl"), read_jsonl(inputs.data_dir / "pref_val.jsonl")
     newest = read_jsonl(inputs.data_dir / "pref_newest.jsonl")
-    if len(train) < config.settings.min_preference_pairs:
-        return write_result(inputs, StageResult(
-            "reward", reward_model=inputs.reward_model,
-            skipped=f"{len(train)} preference pairs, fewer than round.min_preference_pairs "
-                    f"({config.settings.min_preference_pairs})"))
+    skipped = too_few_pairs(inputs, config, len(train), reward_model=inputs.reward_model)
+    if skipped:
+        return skipped
     model, tokenizer = load_backbone(config.settings.reward_backbone)
-    probe = config.stage_args("reward", inputs.stage_dir / "checkpoints")
-    steps_per_epoch = math.ceil(len(train) / (probe.per_device_train_batch_size * probe.world_size))
-    overrides, stop_cbs = early_stopping(config, bool(val), steps_per_epoch)
-    if tokenizer.eos_token is not None:
-        overrides["eos_token"] = tokenizer.eos_token  # [SEP] only for BERT-style encoders without an eos
-    args = config.stage_args("reward", inputs.stage_dir / "checkpoints", **overrides)
+    # [SEP] stands in for eos only for BERT-style encoders that have none
+    extra = {"eos_token": tokenizer.eos_token} if tokenizer.eos_token is not None else {}
+    args, stop_callbacks = stage_args(inputs, config, len(train), bool(val), **extra)
     trainer = RewardTrainer(model=model, args=args, train_dataset=to_dataset(train, COLUMNS),
                             eval_dataset=to_dataset(val, COLUMNS) if val else None, processing_class=tokenizer,
-                            callbacks=callbacks + stop_cbs)
-    output = train_with_resume(trainer, inputs.stage_dir / "checkpoints")
+                            callbacks=callbacks + stop_callbacks)
+    output = train_with_resume(trainer, checkpoints(inputs))
     metrics = train_metrics(trainer, output) | {"train_pairs": len(train), "val_pairs": len(val),
                                                 "newest_pairs": len(newest)}
     if args.process_index != 0:

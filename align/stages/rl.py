@@ -12,8 +12,9 @@ import random
 from align.stages import (
     StageInputs,
     StageResult,
+    checkpoints,
+    finish_policy,
     read_jsonl,
-    save_atomically,
     to_dataset,
     train_metrics,
     train_with_resume,
@@ -44,19 +45,16 @@ def run(inputs: StageInputs, callbacks: list) -> StageResult:
         reward_funcs.append(RewardScorer(inputs.reward_model).reward_func())
         weights.append(settings.model_reward_weight)
     model, tokenizer, peft_config = load_trainable_policy(inputs.base_model, inputs.adapter_in, config.lora())
-    args = config.stage_args("rl", inputs.stage_dir / "checkpoints", reward_weights=weights)
+    args = config.stage_args("rl", checkpoints(inputs), reward_weights=weights)
     trainer_cls = trl.GRPOTrainer if settings.rl_algorithm == "grpo" else trl.RLOOTrainer
     trainer = trainer_cls(model=model, reward_funcs=reward_funcs, args=args,
                           train_dataset=to_dataset(prompts, COLUMNS), processing_class=tokenizer,
                           peft_config=peft_config, callbacks=callbacks)
-    output = train_with_resume(trainer, inputs.stage_dir / "checkpoints")
+    output = train_with_resume(trainer, checkpoints(inputs))
     rewards = [h["reward"] for h in trainer.state.log_history if "reward" in h]
     metrics = train_metrics(trainer, output) | {
         "algorithm": settings.rl_algorithm, "prompts": len(prompts),
         "reward_functions": [f.__name__ for f in reward_funcs], "reward_weights": weights,
         "first_reward": round(rewards[0], 4) if rewards else None,
         "last_reward": round(rewards[-1], 4) if rewards else None}
-    if args.process_index != 0:  # under accelerate, rank 0 saves and writes the result
-        return StageResult("rl", metrics=metrics)
-    adapter = save_atomically(trainer.save_model, inputs.stage_dir / "adapter")
-    return write_result(inputs, StageResult("rl", adapter=adapter, metrics=metrics))
+    return finish_policy(inputs, trainer, args, metrics)
