@@ -1,0 +1,65 @@
+"""``geoalign round …`` and ``geoalign votes simulate``: help, empty states, one-line errors, queueing."""
+
+import pytest
+from sqlalchemy import func, select
+
+from align.cli import main
+from db.models import Job, JobStatus, Round
+from db.session import session_scope
+
+
+@pytest.mark.parametrize("words", [["round", "start"], ["round", "resume"], ["round", "cancel"], ["round", "list"],
+                                   ["round", "show"], ["votes", "simulate"]], ids=" ".join)
+def test_round_commands_have_help(words, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([*words, "--help"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.startswith("usage: geoalign " + " ".join(words))
+
+
+@pytest.fixture
+def migrated(loaded):
+    """The CLI's default database (GEOALIGN_HOME's SQLite), migrated, with the mini regions."""
+    return loaded
+
+
+def test_round_queue_list_show_cancel(migrated, tmp_path, capsys):
+    assert main(["round", "list"]) == 0
+    assert "no rounds yet" in capsys.readouterr().out
+    config = tmp_path / "round.yaml"
+    config.write_text("sft: {num_train_epochs: 1}\n")
+    assert main(["round", "start", "--region", "en-GB-leeds", "--config", str(config), "--stages", "sft,rl"]) == 0
+    out = capsys.readouterr().out
+    assert "round 1 (en-GB-leeds, #1): stages sft, rl; job 1" in out and "geoalign worker" in out
+    with session_scope(migrated) as s:
+        rnd = s.get(Round, 1)
+        assert rnd.status == JobStatus.queued and rnd.config["sft"] == {"num_train_epochs": 1}
+        assert rnd.config["round"]["stages"] == ["sft", "rl"]
+    assert main(["round", "list"]) == 0 and "en-GB-leeds" in capsys.readouterr().out
+    assert main(["round", "show", "1"]) == 0 and "stages     sft, rl" in capsys.readouterr().out
+    assert main(["round", "cancel", "1"]) == 0 and "cancelled" in capsys.readouterr().out
+    with session_scope(migrated) as s:
+        assert s.get(Job, 1).status == JobStatus.cancelled and s.get(Round, 1).status == JobStatus.cancelled
+    assert main(["round", "resume", "1"]) == 0 and "resume queued as job 2" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["round", "start", "--region", "en-GB-leeds", "--stages", "sft,ppo"], "unknown stage(s) ['ppo']"),
+    (["round", "start", "--region", "xx-nowhere"], "unknown region 'xx-nowhere'"),
+    (["round", "show", "99"], "round 99 does not exist"),
+    (["round", "resume", "99"], "round 99 does not exist"),
+    (["votes", "simulate", "--region", "xx-nowhere"], "unknown region(s) ['xx-nowhere']"),
+])
+def test_round_errors_are_one_line(migrated, args, message, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("geoalign: error: ") and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_bad_config_file_is_named(migrated, tmp_path, capsys):
+    config = tmp_path / "round.yaml"
+    config.write_text("dpo:\n  beta: high\n")
+    assert main(["round", "start", "--all", "--config", str(config)]) == 2
+    assert "dpo.beta: expected float or int, got 'high'" in capsys.readouterr().err
+    with session_scope(migrated) as s:
+        assert s.scalar(select(func.count()).select_from(Round)) == 0  # nothing queued
