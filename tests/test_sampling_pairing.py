@@ -5,6 +5,7 @@ from sqlalchemy import func, select
 from align.registry import ensure_base_version, get_version
 from align.sampling import DecodingParams, generate_candidates, load_policy
 from collect.pairing import make_pairs
+from collect.splits import normalize_text
 from db.models import Generation, ModelVersion, Pair, Prompt
 from db.session import session_scope
 
@@ -22,8 +23,13 @@ def test_generate_then_pair_is_idempotent(loaded, tiny_model):
         assert all(g.params["max_new_tokens"] == 24 and g.params["temperature"] == 0.9 for g in gens)
         assert {g.seed for g in gens} == {7, 8, 9}  # three batches of four
         assert all(g.text for g in gens)
+        texts: dict[int, set[str]] = {}
+        for g in gens:
+            texts.setdefault(g.prompt_id, set()).add(normalize_text(g.text))
+        distinct = sum(len(t) == 2 for t in texts.values())  # prompts whose two samples differ
+        assert distinct >= 1  # sampling at temperature 0.9 does not repeat itself on every prompt
         created = make_pairs(s, prompt_ids, base, base, seed=0)
-        assert 1 <= created <= 6
+        assert created == distinct  # one pair per prompt, none of identical texts
     with session_scope(loaded) as s:
         base = get_version(s, "base")
         assert generate_candidates(s, base, prompt_ids, samples_per_prompt=2, params=params, progress=False,
