@@ -27,9 +27,9 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from align.config import RoundConfig, load_config
-from align.jobs import Cancelled, JobContext, enqueue, register
-from align.registry import BASE_VERSION, ensure_base_version, get_version
+from align.config import STAGE_ORDER, RoundConfig, load_config
+from align.jobs import UNFINISHED, Cancelled, JobContext, enqueue, register
+from align.registry import BASE_VERSION, ensure_base_version, get_version, list_versions
 from align.stages import StageCancelled, StageInputs, StageResult, read_result, run_stage
 from collect.datasets import DatasetFilter, preference_rows, sft_rows
 from db.errors import GeoAlignError, NotFound, ValidationError
@@ -414,3 +414,58 @@ def jobs_for(session: Session, round_ids: list[int]) -> dict[int, Job]:
     for job in session.scalars(select(Job).where(Job.round_id.in_(round_ids)).order_by(Job.id)):
         out[job.round_id] = job
     return out
+
+
+# ------------------------------------------------------------------------------------------------ views
+
+
+def region_names(session: Session) -> dict[int, str]:
+    """Region code by region id."""
+    return {rid: code for rid, code in session.execute(select(Region.id, Region.code))}
+
+
+def rounds_view(session: Session, limit: int = 20) -> list[dict[str, Any]]:
+    """The newest rounds as ``round_summary`` dicts plus their scope code and their newest job's log and flags."""
+    rounds = list_rounds(session, limit)
+    jobs = jobs_for(session, [r.id for r in rounds])
+    codes = region_names(session)
+    rows = []
+    for rnd in rounds:
+        job = jobs.get(rnd.id)
+        row = round_summary(rnd, job)
+        row["scope"] = scope_name(codes.get(rnd.region_id) if rnd.region_id else None)
+        row["stages"] = row["stages"] or list(STAGE_ORDER)  # a config without round.stages runs them all
+        if job is not None:
+            row["job"] |= {"log": job.log or "", "error": job.error, "cancel_requested": job.cancel_requested}
+        rows.append(row)
+    return rows
+
+
+def has_active_round(session: Session) -> bool:
+    """Whether any round has a queued or running job (the page then refreshes itself)."""
+    stmt = select(Job.id).where(Job.round_id.is_not(None), Job.status.in_(UNFINISHED)).limit(1)
+    return session.scalar(stmt) is not None
+
+
+def versions_view(session: Session) -> list[dict[str, Any]]:
+    """Model versions, newest first, as plain rows with their parent's name and win-rates as text."""
+    codes = region_names(session)
+    rows = []
+    for v in reversed(list_versions(session)):
+        evaluation = (v.metrics or {}).get("eval") or {}
+        rows.append({"name": v.name, "parent": v.parent.name if v.parent else "", "stage": v.stage,
+                     "region": scope_name(codes.get(v.region_id) if v.region_id else None),
+                     "status": v.status.value, "created": v.created_at,
+                     "win-rate vs parent": win_rate_text(evaluation.get("vs_parent")),
+                     "win-rate vs base": win_rate_text(evaluation.get("vs_base")),
+                     "lineage": v.lineage or {}, "metrics": v.metrics or {}})
+    return rows
+
+
+def win_rate_text(value: Any) -> str:
+    """``{"rate": 0.62, "low": 0.41, "high": 0.8, ...}`` → ``"0.62 [0.41, 0.80]"``; ``""`` when there is none."""
+    if not isinstance(value, dict) or value.get("rate") is None:
+        return ""
+    if value.get("low") is None or value.get("high") is None:
+        return f"{value['rate']:.2f}"
+    return f"{value['rate']:.2f} [{value['low']:.2f}, {value['high']:.2f}]"

@@ -15,18 +15,24 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 import yaml
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from align.config import RL_ALGORITHMS, SECTIONS, STAGE_ORDER, RoundConfig, load_config
-from align.jobs import UNFINISHED, request_cancel
-from align.registry import list_versions
-from align.rounds import POST_STAGES, jobs_for, list_rounds, queue_resume, queue_round, round_summary, scope_name
+from align.jobs import request_cancel
+from align.rounds import (
+    POST_STAGES,
+    has_active_round,
+    queue_resume,
+    queue_round,
+    rounds_view,
+    scope_name,
+    versions_view,
+    win_rate_text,
+)
 from collect.auth import CurrentUser, require
 from collect.overview import region_codes
 from collect.session_state import current_user
 from db.errors import AuthError, ConfigError, GeoAlignError, PermissionDenied
-from db.models import Job, Region
 from db.session import session_scope
 
 ROUNDS_ROLES = ("engineer", "admin")
@@ -42,11 +48,6 @@ CONFIG_EXAMPLE = "lora: {r: 8}\nsft: {num_train_epochs: 3}\ndpo: {beta: 0.2}"
 
 
 # ------------------------------------------------------------------------------------------- plain data
-
-
-def region_names(session: Session) -> dict[int, str]:
-    """Region code by region id."""
-    return {rid: code for rid, code in session.execute(select(Region.id, Region.code))}
 
 
 def build_config(text: str, stages: list[str], rl_algorithm: str) -> RoundConfig:
@@ -67,53 +68,6 @@ def build_config(text: str, stages: list[str], rl_algorithm: str) -> RoundConfig
     if isinstance(section, dict):  # anything else is left for load_config to name
         data = {**data, "round": {**section, "stages": list(stages), "rl_algorithm": rl_algorithm}}
     return load_config(data)
-
-
-def rounds_view(session: Session, limit: int = ROUNDS_SHOWN) -> list[dict[str, Any]]:
-    """The newest rounds as ``round_summary`` dicts plus their scope code and their newest job's log and flags."""
-    rounds = list_rounds(session, limit)
-    jobs = jobs_for(session, [r.id for r in rounds])
-    codes = region_names(session)
-    rows = []
-    for rnd in rounds:
-        job = jobs.get(rnd.id)
-        row = round_summary(rnd, job)
-        row["scope"] = scope_name(codes.get(rnd.region_id) if rnd.region_id else None)
-        row["stages"] = row["stages"] or list(STAGE_ORDER)  # a config without round.stages runs them all
-        if job is not None:
-            row["job"] |= {"log": job.log or "", "error": job.error, "cancel_requested": job.cancel_requested}
-        rows.append(row)
-    return rows
-
-
-def has_active_round(session: Session) -> bool:
-    """Whether any round has a queued or running job (the page then refreshes itself)."""
-    stmt = select(Job.id).where(Job.round_id.is_not(None), Job.status.in_(UNFINISHED)).limit(1)
-    return session.scalar(stmt) is not None
-
-
-def versions_view(session: Session) -> list[dict[str, Any]]:
-    """Model versions, newest first, as plain rows with their parent's name and win-rates as text."""
-    codes = region_names(session)
-    rows = []
-    for v in reversed(list_versions(session)):
-        evaluation = (v.metrics or {}).get("eval") or {}
-        rows.append({"name": v.name, "parent": v.parent.name if v.parent else "", "stage": v.stage,
-                     "region": scope_name(codes.get(v.region_id) if v.region_id else None),
-                     "status": v.status.value, "created": v.created_at,
-                     "win-rate vs parent": win_rate_text(evaluation.get("vs_parent")),
-                     "win-rate vs base": win_rate_text(evaluation.get("vs_base")),
-                     "lineage": v.lineage or {}, "metrics": v.metrics or {}})
-    return rows
-
-
-def win_rate_text(value: Any) -> str:
-    """``{"rate": 0.62, "low": 0.41, "high": 0.8, ...}`` → ``"0.62 [0.41, 0.80]"``; ``""`` when there is none."""
-    if not isinstance(value, dict) or value.get("rate") is None:
-        return ""
-    if value.get("low") is None or value.get("high") is None:
-        return f"{value['rate']:.2f}"
-    return f"{value['rate']:.2f} [{value['low']:.2f}, {value['high']:.2f}]"
 
 
 def _number(value: Any) -> str:
@@ -317,7 +271,7 @@ def _rounds_list(refreshing: bool) -> None:
         if has_active_round(session) != refreshing:
             # a round started or ended since the page was drawn: redraw it all (refresh period, new versions)
             st.rerun()
-        rows = rounds_view(session)
+        rows = rounds_view(session, ROUNDS_SHOWN)
     if notice := st.session_state.pop(NOTICE_KEY, None):
         (st.error if notice[0] == "error" else st.success)(notice[1])
     if not rows:
