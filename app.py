@@ -10,6 +10,7 @@ import streamlit as st
 from align import rounds_page
 from collect import admin_page, data_page, home_page, login_page, review_page
 from collect.session_state import current_user, logout
+from rewards import dashboard_page
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 st.set_page_config(page_title="GeoAlign", page_icon="🗺️", layout="wide")
@@ -23,6 +24,7 @@ else:
         pages.append(st.Page(review_page.render, title="Review", icon="⚖️", url_path="review"))
     if user.has("engineer") or user.has("lead") or user.has("admin"):
         pages.append(st.Page(home_page.render, title="Overview", icon="🏠", url_path="overview"))
+        pages.append(st.Page(dashboard_page.render, title="Dashboard", icon="📈", url_path="dashboard"))
     if user.has("engineer") or user.has("admin"):
         pages.append(st.Page(data_page.render, title="Data", icon="🗂️", url_path="data"))
         pages.append(st.Page(rounds_page.render, title="Rounds", icon="🔁", url_path="rounds"))

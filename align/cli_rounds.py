@@ -158,6 +158,43 @@ def cmd_votes_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stats(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from db.queries import ALL_REGIONS
+    from db.session import session_scope
+    from rewards.dashboard import load_dashboard
+
+    with session_scope(_engine()) as session:
+        everything = load_dashboard(session, n_boot=args.bootstrap)
+    region = args.region or ALL_REGIONS
+    if args.region and args.region not in everything.regions:
+        raise ValidationError(f"no votes in region {args.region!r} (regions with votes: "
+                              f"{', '.join(everything.regions) or 'none'})")
+    d = everything.region(region)
+    if everything.total_votes == 0:
+        print("no votes yet: the statistics appear once reviewers have judged pairs")
+        return 0
+    with pd.option_context("display.width", 160, "display.max_columns", 20, "display.precision", 3):
+        print(f"win-rates ({region}; ties count half, both_bad shown apart, 95% CI)")
+        print(d.win_rates[["region", "version", "opponent", "opponent_version", "n", "both_bad", "rate", "low",
+                           "high"]].to_string(index=False) if not d.win_rates.empty else "  none")
+        print(f"\nBradley–Terry leaderboard ({region}; base = 1000, bootstrap 95% CI)")
+        print(d.leaderboard[["rank", "version", "rating", "low", "high", "games"]].to_string(index=False)
+              if not d.leaderboard.empty else "  none")
+        flagged = d.reviewers[d.reviewers["flagged"]] if not d.reviewers.empty else d.reviewers
+        print(f"\nreviewers flagged: {len(flagged)}")
+        for user, reasons in zip(flagged.get("user", []), flagged.get("reasons", []), strict=True):
+            print(f"  {user}: {reasons}")
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, frame in d.tables().items():
+            frame.to_csv(out / f"{name}.csv", index=False)
+        print(f"\nwrote {len(d.tables())} CSV tables to {out}")
+    return 0
+
+
 def add_round_commands(sub, add: Callable, formatter: type) -> None:
     """Register ``round`` and ``votes`` on the top-level subparsers."""
     rnd = sub.add_parser("round", help="alignment rounds: SFT → reward model → DPO → online RL, evaluate, publish",
@@ -195,3 +232,11 @@ def add_round_commands(sub, add: Callable, formatter: type) -> None:
     p.add_argument("--region", action="append", help="region code (repeatable; default: all)")
     p.add_argument("--limit", type=int, default=1000, help="votes per region at most")
     p.add_argument("--seed", type=int, default=0, help="seed for simulated review times")
+
+    p = add(sub, "stats", cmd_stats, "win-rates vs base and parent, Bradley–Terry leaderboard, flagged reviewers",
+            "The leads' dashboard figures in the terminal: each version's win-rate against the base and its "
+            "parent with 95% CIs, the Bradley–Terry leaderboard with bootstrap CIs, and reviewers flagged by the "
+            "quality checks. --out writes every dashboard table as CSV.")
+    p.add_argument("--region", help="region code (default: all regions together)")
+    p.add_argument("--out", help="folder to write every table as CSV")
+    p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the rating CIs")

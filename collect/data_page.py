@@ -1,6 +1,7 @@
-"""The Data page: upload and import files with a validation report, and download training datasets.
+"""The Data page: upload and import files with a validation report, download training datasets, write gold pairs.
 
-The page functions are thin; ``import_upload`` and ``export_bytes`` do the work and are tested without Streamlit.
+The page functions are thin; ``import_upload``, ``export_bytes`` and ``collect.gold`` do the work and are tested
+without Streamlit.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import streamlit as st
 from collect.auth import CurrentUser, require
 from collect.datasets import DatasetFilter, preference_rows, sft_rows
 from collect.export import write_rows
+from collect.gold import create_gold_pair, gold_pairs, prompt_options
 from collect.ingest import KINDS, TASK_TYPES, ImportReport, import_file
 from collect.overview import region_codes
 from collect.session_state import current_user
@@ -161,6 +163,39 @@ def render_export(actor: CurrentUser) -> None:
     st.download_button(f"Download {n} rows ({name})", data, file_name=name, key="export_download")
 
 
+def render_gold(actor: CurrentUser) -> None:
+    regions = _region_codes()
+    if not regions:
+        st.caption("Gold pairs need a region with prompts: import some first.")
+        return
+    c1, c2 = st.columns([1, 3])
+    region = c1.selectbox("Region", regions, key="gold_region")
+    with session_scope() as session:
+        briefs = dict(prompt_options(session, region))
+    if not briefs:
+        st.caption(f"No prompts in {region} yet.")
+    else:
+        prompt_id = c2.selectbox("Brief", list(briefs), key="gold_prompt", format_func=lambda p: briefs[p][:120],
+                                 help="Type to search the briefs.")
+        better = st.text_area("Better output", key="gold_better")
+        worse = st.text_area("Worse output", key="gold_worse")
+        if st.button("Create gold pair", key="gold_create"):
+            try:
+                with session_scope() as session:
+                    pair_id = create_gold_pair(session, actor, prompt_id, better, worse)
+            except GeoAlignError as exc:
+                st.error(str(exc))
+            else:
+                st.success(f"Gold pair {pair_id} is stored; reviewers of {region} will meet it in their queues.")
+    with session_scope() as session:
+        pairs = gold_pairs(session, region)
+    if pairs:
+        st.dataframe(pd.DataFrame(pairs), hide_index=True, use_container_width=True,
+                     column_config={"accuracy": st.column_config.NumberColumn(format="percent")})
+    else:
+        st.caption(f"No gold pairs in {region} yet.")
+
+
 def render() -> None:
     actor = require(current_user(), *DATA_ROLES)
     st.title("Data")
@@ -169,3 +204,5 @@ def render() -> None:
         render_import(actor)
     with tab_export:
         render_export(actor)
+    with st.expander("Gold pairs: outputs with a known answer, to measure reviewers' accuracy"):
+        render_gold(actor)

@@ -8,20 +8,24 @@ import random
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from collect.policy import ReviewPolicy
 from collect.splits import normalize_text
 from db.models import Generation, ModelVersion, Pair, Prompt
 
 
 def make_pairs(session: Session, prompt_ids: list[int], version_a: ModelVersion, version_b: ModelVersion | None = None,
-               per_prompt: int = 1, round_id: int | None = None, seed: int = 0) -> int:
+               per_prompt: int = 1, round_id: int | None = None, seed: int = 0,
+               policy: ReviewPolicy | None = None) -> int:
     """Pair generations of ``version_a`` with those of ``version_b`` (or two of ``version_a``'s own samples).
 
     Each pair is two different, non-identical texts for the same prompt; a pair of generations is never stored
     twice (in either order) and a prompt gets at most ``per_prompt`` pairs per version pairing. Which generation
     becomes "a" is shuffled with ``seed``, and the side shown left is drawn again per reviewer assignment.
-    Returns how many pairs were created.
+    How many reviewers each pair wants comes from ``policy`` (default: the environment's). Returns how many pairs
+    were created.
     """
     version_b = version_b or version_a
+    policy = policy or ReviewPolicy.from_env()
     rng = random.Random(seed)
     gens = session.scalars(
         select(Generation).where(Generation.prompt_id.in_(prompt_ids),
@@ -36,7 +40,7 @@ def make_pairs(session: Session, prompt_ids: list[int], version_a: ModelVersion,
         select(Pair.generation_a_id, Pair.generation_b_id).where(Pair.generation_a_id.in_(gen_ids))
     ).all()}
     versions = {version_a.id, version_b.id}
-    done_per_prompt = _count_pairs(session, prompt_ids, versions)
+    done_per_prompt = pairs_per_prompt(session, prompt_ids, versions)
     region_of = dict(session.execute(select(Prompt.id, Prompt.region_id).where(Prompt.id.in_(prompt_ids))).all())
 
     created = 0
@@ -54,7 +58,8 @@ def make_pairs(session: Session, prompt_ids: list[int], version_a: ModelVersion,
                 continue
             a, b = (g1, g2) if rng.random() < 0.5 else (g2, g1)
             session.add(Pair(prompt_id=pid, region_id=region_of[pid], generation_a_id=a.id, generation_b_id=b.id,
-                             model_a_id=a.model_version_id, model_b_id=b.model_version_id, round_id=round_id))
+                             model_a_id=a.model_version_id, model_b_id=b.model_version_id, round_id=round_id,
+                             reviews_wanted=policy.reviews_for_new_pair(rng)))
             existing.add(frozenset((g1.id, g2.id)))
             budget -= 1
             created += 1
@@ -62,7 +67,7 @@ def make_pairs(session: Session, prompt_ids: list[int], version_a: ModelVersion,
     return created
 
 
-def _count_pairs(session: Session, prompt_ids: list[int], versions: set[int]) -> dict[int, int]:
+def pairs_per_prompt(session: Session, prompt_ids: list[int], versions: set[int]) -> dict[int, int]:
     """Pairs already stored per prompt between exactly these versions (one version: self-pairs)."""
     counts: dict[int, int] = {}
     rows = session.execute(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -146,8 +146,12 @@ def submit_vote(session: Session, user: CurrentUser, assignment_id: int, choice:
 def skip(session: Session, user: CurrentUser, assignment_id: int) -> None:
     """Set the pair aside for this reviewer; it will not come back to them."""
     require(user, "reviewer")
-    assignment, _ = _own_assignment(session, user, assignment_id)
-    assignment.skipped = True
+    assignment, pair = _own_assignment(session, user, assignment_id)
+    if not assignment.skipped:
+        assignment.skipped = True
+        # its place goes back to the pool, so another reviewer can judge it instead
+        session.execute(update(Pair).where(Pair.id == pair.id, Pair.assigned > 0).values(assigned=Pair.assigned - 1),
+                        execution_options={"synchronize_session": False})
     session.flush()
 
 

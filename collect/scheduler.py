@@ -1,18 +1,179 @@
-"""Which pair a reviewer sees next. One function, ``next_assignment``, so a smarter policy replaces only this module.
+"""Which pair a reviewer sees next: ``next_assignment``. Reviewers' time is the scarcest resource, so each vote
+goes where it buys the most certainty for the leads.
 
-Current policy: first any pair already assigned to the reviewer and still open (so a reload or a second tab shows
-the same pair), else the oldest pair in the reviewer's regions that they have never been assigned.
+The policy, in order:
+
+1. the reviewer's open assignment, if any (a reload or a second tab shows the same pair);
+2. with probability ``gold_rate``, a gold pair (known answer) they have not seen;
+3. a *target* comparison of one of their regions — the newest version vs its base and vs its parent, the win-rates
+   leads watch — drawn with probability proportional to how much one more vote narrows its 95% interval (targets
+   already within the wanted half-width weigh a tenth), as Chatbot Arena's active sampling does; then an open pair
+   of that comparison the reviewer has never seen, made from stored generations when none is left;
+4. any other open pair in their regions, oldest first (e.g. self-pairs that only train the reward model).
+
+A pair is claimed with one conditional update (``assigned < reviews_wanted``), so it never gets more reviewers than
+wanted, however many ask at once; the unique (pair, reviewer) assignment means no reviewer sees a pair twice.
+Per-region vote counts are read at most every ``stats_ttl`` seconds and bumped locally for each assignment made
+in between, so the hot path is a handful of indexed lookups at millions of votes.
 """
 
 from __future__ import annotations
 
+import math
 import random
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
-from sqlalchemy import exists, select
+from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from db.models import Assignment, Pair, Side, Vote
+from collect.pairing import make_pairs, pairs_per_prompt
+from collect.policy import ReviewPolicy
+from db.models import Assignment, Generation, ModelVersion, Pair, Prompt, Side, VersionStatus, Vote
+from rewards.winrate import win_rate_counts
+
+Z95 = 1.959963984540054
+DONE_WEIGHT = 0.1  # a comparison already as precise as leads need still improves, at a tenth of the priority
+CANDIDATES = 8  # open pairs considered per pick: concurrent reviewers spread over them instead of racing for one
+
+
+@dataclass
+class Target:
+    """A comparison leads watch in one region: ``new`` vs ``old`` (its base or parent), votes from new's side."""
+
+    region_id: int
+    new_id: int
+    old_id: int
+    kind: str  # "base" or "parent"
+    wins: int = 0
+    ties: int = 0
+    losses: int = 0
+    pending: int = 0  # assignments made since the counts were read, whose votes are yet to come
+    exhausted_until: float = 0.0  # no open pair and none could be made: skip until then
+
+    @property
+    def n(self) -> int:
+        return self.wins + self.ties + self.losses
+
+    def half_width(self) -> float:
+        if self.n == 0:
+            return 0.5
+        wr = win_rate_counts(self.wins, self.ties, self.losses)
+        return (wr.high - wr.low) / 2
+
+
+def one_vote_gain(target: Target) -> float:
+    """How much one more vote narrows the target's interval: z·σ·(1/√n − 1/√(n+1)), σ with a one-win-one-loss prior
+    so a comparison nobody has judged yet gets the largest gain rather than a division by zero."""
+    w, t, n = target.wins + 1, target.ties, target.n + 2
+    score = (w + t / 2) / n
+    sigma = math.sqrt(max((w + t / 4) / n - score * score, 1e-6))
+    m = target.n + target.pending + 1
+    return Z95 * sigma * (1 / math.sqrt(m) - 1 / math.sqrt(m + 1))
+
+
+def choose_target(targets: Sequence[Target], rng: random.Random, goal: float = 0.05) -> Target | None:
+    """Draw a target with probability proportional to its one-vote gain (a tenth for those already within ``goal``)."""
+    weights = [one_vote_gain(t) * (DONE_WEIGHT if t.half_width() <= goal else 1.0) for t in targets]
+    if not targets or sum(weights) <= 0:
+        return None
+    return rng.choices(list(targets), weights=weights, k=1)[0]
+
+
+@dataclass
+class _RegionView:
+    read_at: float
+    targets: list[Target] = field(default_factory=list)
+
+
+_VIEWS: dict[tuple[str, int], _RegionView] = {}
+_LOCKS: dict[tuple[str, int], threading.Lock] = {}
+
+
+def clear_cache() -> None:
+    """Forget every cached region view (tests; after bulk changes)."""
+    _VIEWS.clear()
+
+
+def read_targets(session: Session, region_id: int) -> list[Target]:
+    """The region's target comparisons with their vote counts: every newest ready version (no ready child) that
+    has pairs in the region, against its parent and against its base."""
+    versions = session.execute(select(ModelVersion.id, ModelVersion.parent_id)
+                               .where(ModelVersion.status == VersionStatus.ready)).all()
+    parent = dict(versions)
+    children = {p for p in parent.values() if p is not None}
+
+    def base_of(vid: int) -> int:
+        while parent.get(vid) is not None:
+            vid = parent[vid]
+        return vid
+
+    wanted: dict[tuple[int, int], Target] = {}
+    for vid, pid in versions:
+        if vid in children or pid is None:
+            continue
+        wanted[(vid, pid)] = Target(region_id, vid, pid, "parent")
+        base = base_of(vid)
+        if base != pid:
+            wanted[(vid, base)] = Target(region_id, vid, base, "base")
+    if not wanted:
+        return []
+    either = or_(*(or_(and_(Pair.model_a_id == a, Pair.model_b_id == b),
+                       and_(Pair.model_a_id == b, Pair.model_b_id == a)) for a, b in wanted))
+    present = session.execute(select(Pair.model_a_id, Pair.model_b_id).where(Pair.region_id == region_id, either)
+                              .distinct()).all()
+    have = {frozenset(ab) for ab in present}
+    targets = {key: t for key, t in wanted.items() if frozenset(key) in have}
+    counts = session.execute(
+        select(Pair.model_a_id, Pair.model_b_id, Vote.choice, func.count()).join(Pair, Vote.pair_id == Pair.id)
+        .where(Vote.region_id == region_id, ~Pair.is_gold, either)
+        .group_by(Pair.model_a_id, Pair.model_b_id, Vote.choice)
+    ).all()
+    for ma, mb, choice, n in counts:
+        for (new, old), t in targets.items():
+            if {ma, mb} != {new, old}:
+                continue
+            winner = {"a": ma, "b": mb}.get(choice.value)
+            if winner is None:
+                t.ties += n if choice.value == "tie" else 0  # "both bad" says nothing about which is better
+            elif winner == new:
+                t.wins += n
+            else:
+                t.losses += n
+    return list(targets.values())
+
+
+def _targets(session: Session, region_id: int, policy: ReviewPolicy) -> list[Target]:
+    key = (session.get_bind().url.render_as_string(), region_id)
+    view = _VIEWS.get(key)
+    if view is not None and time.monotonic() - view.read_at < policy.stats_ttl:
+        return view.targets
+    lock = _LOCKS.setdefault(key, threading.Lock())
+    if not lock.acquire(blocking=view is None):
+        return view.targets  # another request is re-reading them; the slightly older counts serve meanwhile
+    try:
+        view = _RegionView(time.monotonic(), read_targets(session, region_id))
+        _VIEWS[key] = view
+        return view.targets
+    finally:
+        lock.release()
+
+
+def _not_seen_by(user_id: int):
+    return ~exists().where(Assignment.pair_id == Pair.id, Assignment.user_id == user_id)
+
+
+def _is_open():
+    return and_(Pair.assigned < Pair.reviews_wanted, ~Pair.is_gold)
+
+
+def unseen_pairs(user_id: int, region_ids: tuple[int, ...]):
+    """A query of the pairs the reviewer could still be given: open ones and gold ones they have not seen."""
+    return select(Pair.id).where(Pair.region_id.in_(region_ids), or_(_is_open(), Pair.is_gold),
+                                 _not_seen_by(user_id)).order_by(Pair.id)
 
 
 def open_assignment(session: Session, user_id: int, region_ids: tuple[int, ...]) -> Assignment | None:
@@ -25,30 +186,100 @@ def open_assignment(session: Session, user_id: int, region_ids: tuple[int, ...])
     )
 
 
-def unseen_pairs(user_id: int, region_ids: tuple[int, ...]):
-    """A query of the pairs in ``region_ids`` never assigned to the reviewer, oldest first."""
-    seen = exists().where(Assignment.pair_id == Pair.id, Assignment.user_id == user_id)
-    return select(Pair.id).where(Pair.region_id.in_(region_ids), ~seen).order_by(Pair.created_at, Pair.id)
+def _claim(session: Session, pair_ids: Sequence[int], user_id: int, rng: random.Random,
+           capped: bool = True) -> Assignment | None:
+    """Assign the first of ``pair_ids`` still free to the reviewer (side shown left drawn at random)."""
+    for pair_id in pair_ids:
+        claim = update(Pair).where(Pair.id == pair_id).values(assigned=Pair.assigned + 1)
+        if capped:
+            claim = claim.where(Pair.assigned < Pair.reviews_wanted)
+        try:
+            with session.begin_nested():
+                if session.execute(claim, execution_options={"synchronize_session": False}).rowcount != 1:
+                    continue  # another reviewer took its last place a moment ago
+                assignment = Assignment(pair_id=pair_id, user_id=user_id, shown_left=rng.choice([Side.a, Side.b]))
+                session.add(assignment)
+            return assignment
+        except IntegrityError:
+            continue  # this reviewer's other tab claimed it
+    return None
 
 
-def next_assignment(session: Session, user_id: int, region_ids: tuple[int, ...],
-                    rng: random.Random | None = None) -> Assignment | None:
-    """The assignment to show now, creating one (with a random side shown left) if needed; None when done."""
+def _target_pairs(session: Session, target: Target, user_id: int | None) -> list[int]:
+    """The oldest few open pairs of the target (that ``user_id`` has never seen, if given)."""
+    ids: list[int] = []
+    for a, b in ((target.new_id, target.old_id), (target.old_id, target.new_id)):
+        stmt = select(Pair.id).where(Pair.region_id == target.region_id, Pair.model_a_id == a, Pair.model_b_id == b,
+                                     _is_open())
+        if user_id is not None:
+            stmt = stmt.where(_not_seen_by(user_id))
+        ids += session.scalars(stmt.order_by(Pair.id).limit(CANDIDATES)).all()
+    return sorted(ids)[:CANDIDATES]
+
+
+def make_more_pairs(session: Session, target: Target, policy: ReviewPolicy) -> int:
+    """New pairs for a target from stored generations: one more per prompt of the region than the most any has.
+
+    The seed is fixed by the comparison and the pair count, so two requests racing here build the same pairs and
+    the unique constraint turns the loser into a no-op instead of a second, mirrored copy.
+    """
+    both = select(Generation.prompt_id).where(Generation.model_version_id == target.new_id).intersect(
+        select(Generation.prompt_id).where(Generation.model_version_id == target.old_id)).subquery()
+    prompt_ids = list(session.scalars(select(Prompt.id).where(Prompt.region_id == target.region_id,
+                                                              Prompt.id.in_(select(both.c[0])))))
+    if not prompt_ids:
+        return 0
+    done = pairs_per_prompt(session, prompt_ids, {target.new_id, target.old_id})
+    most = max(done.values(), default=0)
+    new, old = session.get(ModelVersion, target.new_id), session.get(ModelVersion, target.old_id)
+    try:
+        with session.begin_nested():
+            return make_pairs(session, prompt_ids, new, old, per_prompt=most + 1, seed=hash((new.id, old.id, most)),
+                              policy=policy)
+    except IntegrityError:
+        return 0
+
+
+def next_assignment(session: Session, user_id: int, region_ids: tuple[int, ...], rng: random.Random | None = None,
+                    policy: ReviewPolicy | None = None) -> Assignment | None:
+    """The assignment to show now, creating one if needed; None when nothing is left for this reviewer."""
     if not region_ids:
         return None
     current = open_assignment(session, user_id, region_ids)
     if current is not None:
         return current
     rng = rng or random.SystemRandom()
-    for _ in range(3):  # a concurrent request (second tab) may claim the same pair: then take the next one
-        pair_id = session.scalar(unseen_pairs(user_id, region_ids).limit(1))
-        if pair_id is None:
-            break  # all taken, possibly by a concurrent tab that just created this reviewer's open assignment
-        assignment = Assignment(pair_id=pair_id, user_id=user_id, shown_left=rng.choice([Side.a, Side.b]))
-        try:
-            with session.begin_nested():
-                session.add(assignment)
+    policy = policy or ReviewPolicy.from_env()
+    seen = _not_seen_by(user_id)
+
+    if policy.gold_rate and rng.random() < policy.gold_rate:
+        gold = list(session.scalars(select(Pair.id).where(Pair.is_gold, Pair.region_id.in_(region_ids), seen)
+                                    .order_by(Pair.id).limit(4 * CANDIDATES)))
+        rng.shuffle(gold)
+        if (assignment := _claim(session, gold, user_id, rng, capped=False)) is not None:
             return assignment
-        except IntegrityError:
-            continue
+
+    now = time.monotonic()
+    targets = [t for r in region_ids for t in _targets(session, r, policy) if t.exhausted_until <= now]
+    while targets:
+        target = choose_target(targets, rng, policy.target_half_width)
+        if target is None:
+            break
+        ids = _target_pairs(session, target, user_id)
+        if not ids and make_more_pairs(session, target, policy):
+            ids = _target_pairs(session, target, user_id)
+        if not ids and not _target_pairs(session, target, None):
+            target.exhausted_until = now + max(policy.stats_ttl, 1.0)  # nobody has anything here: don't look again
+        if (assignment := _claim(session, rng.sample(ids, len(ids)), user_id, rng)) is not None:
+            target.pending += 1
+            return assignment
+        targets.remove(target)
+
+    for _ in range(3):  # pairs outside the targets, oldest first; concurrent reviewers may take the first few
+        ids = list(session.scalars(select(Pair.id).where(Pair.region_id.in_(region_ids), _is_open(), seen)
+                                   .order_by(Pair.id).limit(CANDIDATES)))
+        if not ids:
+            break
+        if (assignment := _claim(session, ids, user_id, rng)) is not None:
+            return assignment
     return open_assignment(session, user_id, region_ids)

@@ -28,6 +28,7 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
 )
+from sqlalchemy import text as sql_text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 NAMING = {
@@ -271,6 +272,9 @@ class Generation(Base):
     __table_args__ = (Index("ix_generations_version_prompt", "model_version_id", "prompt_id"),)
 
 
+OPEN_PAIR = "assigned < reviews_wanted AND NOT is_gold"  # still wants reviewers; the scheduler's partial indexes
+
+
 class Pair(Base):
     """Two generations for the same prompt, to be judged blind. Versions and region are denormalised for
     the hot queries (next pair for a reviewer, win-rates by version)."""
@@ -287,6 +291,10 @@ class Pair(Base):
     round_id: Mapped[int | None] = mapped_column(ForeignKey("rounds.id", ondelete="SET NULL"))
     is_gold: Mapped[bool] = mapped_column(Boolean, default=False)
     gold_choice: Mapped[Choice | None] = mapped_column(_enum(Choice, "gold_choice"))
+    # how many reviewers should judge it (more than one on a share of pairs, to measure agreement), and how many
+    # live (not skipped) assignments it has: the scheduler claims a pair with a conditional update on these two
+    reviews_wanted: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    assigned: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     prompt: Mapped[Prompt] = relationship(lazy="joined")
@@ -297,6 +305,13 @@ class Pair(Base):
         UniqueConstraint("generation_a_id", "generation_b_id"),
         CheckConstraint("generation_a_id <> generation_b_id", name="distinct_generations"),
         Index("ix_pairs_region_created", "region_id", "created_at"),
+        # the scheduler's hot path: open pairs of one comparison in one region (a small slice of all pairs)
+        Index("ix_pairs_open", "region_id", "model_a_id", "model_b_id", "id",
+              postgresql_where=sql_text(OPEN_PAIR), sqlite_where=sql_text(OPEN_PAIR)),
+        Index("ix_pairs_open_oldest", "region_id", "id",
+              postgresql_where=sql_text(OPEN_PAIR), sqlite_where=sql_text(OPEN_PAIR)),
+        Index("ix_pairs_gold", "region_id", "id",
+              postgresql_where=sql_text("is_gold"), sqlite_where=sql_text("is_gold")),
     )
 
 

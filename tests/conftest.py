@@ -8,8 +8,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 
+from collect.policy import ReviewPolicy
 from db import migrate
 from db.session import make_engine, session_scope
 from db.settings import Settings
@@ -160,3 +161,58 @@ def login_as(engine, username: str, password: str = "long-password-1", roles=("r
         create_user(s, username, password, list(roles), list(regions))
     with session_scope(engine) as s:
         return login(s, username, password)
+
+
+NO_GOLD = ReviewPolicy(gold_rate=0.0, agreement_share=0.0, stats_ttl=0)  # deterministic scheduling for tests
+
+
+def lineage(engine, region="en-GB-leeds", samples=1, prompts=12, policy=None):
+    """base → v1 → v2 with ``samples`` stored generations per prompt and version, and one pair per prompt for
+    v1 vs base (an old comparison), v2 vs v1 and v2 vs base (the targets). Returns {name: id}."""
+    from collect.pairing import make_pairs
+    from db.models import Generation, ModelVersion, Prompt, Region
+
+    policy = policy or NO_GOLD
+    with session_scope(engine) as s:
+        base = ModelVersion(name="base", base_model="tiny")
+        s.add(base)
+        s.flush()
+        v1 = ModelVersion(name="v1", base_model="tiny", parent_id=base.id, adapter_path="a1")
+        s.add(v1)
+        s.flush()
+        v2 = ModelVersion(name="v2", base_model="tiny", parent_id=v1.id, adapter_path="a2")
+        s.add(v2)
+        s.flush()
+        rid = s.scalar(select(Region.id).where(Region.code == region))
+        pids = list(s.scalars(select(Prompt.id).where(Prompt.region_id == rid).order_by(Prompt.id).limit(prompts)))
+        for v in (base, v1, v2):
+            s.add_all(Generation(prompt_id=p, model_version_id=v.id, text=f"{v.name} says {k} about {p}", seed=k)
+                      for p in pids for k in range(samples))
+        s.flush()
+        make_pairs(s, pids, v1, base, policy=policy)
+        make_pairs(s, pids, v2, v1, policy=policy)
+        make_pairs(s, pids, v2, base, policy=policy)
+        return {"base": base.id, "v1": v1.id, "v2": v2.id, "region": rid}
+
+
+def models_of(engine, pair_id):
+    from db.models import Pair
+
+    with session_scope(engine) as s:
+        pair = s.get(Pair, pair_id)
+        return frozenset((pair.model_a_id, pair.model_b_id))
+
+
+def vote(engine, user, pair_id, winner_id):
+    """``user`` votes for the version ``winner_id`` (or a tie when None) on the pair they are assigned."""
+    from sqlalchemy import select
+
+    from collect.review import submit_vote
+    from db.models import Assignment, Pair
+
+    with session_scope(engine) as s:
+        a = s.scalar(select(Assignment).where(Assignment.pair_id == pair_id, Assignment.user_id == user.id))
+        pair = s.get(Pair, pair_id)
+        side = "a" if pair.model_a_id == winner_id else "b"
+        choice = "tie" if winner_id is None else ("left" if a.shown_left.value == side else "right")
+        submit_vote(s, user, a.id, choice)

@@ -1,5 +1,7 @@
 """The rule-based regional reward and win-rates with intervals."""
 
+from statistics import NormalDist
+
 import pytest
 
 from rewards.rules import RegionRules, explain, regional_reward, rule_reward_func
@@ -47,7 +49,10 @@ def test_win_rate_counts_ties_as_half_and_brackets_the_rate():
     assert outcomes.tolist() == [1, 0.5, 0, 1, 1, 0]
     wr = win_rate(outcomes)
     assert (wr.wins, wr.ties, wr.losses, wr.n) == (3, 1, 2, 6)
-    assert wr.rate == pytest.approx(3.5 / 6) and wr.low < wr.rate < wr.high
-    assert win_rate([1, 1, 1]).low == 1.0
+    assert wr.rate == 3.5 / 6 and wr.low < wr.rate < wr.high
+    assert (round(wr.low, 10), round(wr.high, 10)) == (0.262763116, 0.8461346715)  # tie-aware Wilson interval
+    all_wins = win_rate([1, 1, 1])
+    z = NormalDist().inv_cdf(0.975)
+    assert all_wins.high == 1.0 and all_wins.low == pytest.approx(3 / (3 + z**2), rel=1e-12)  # Wilson at p = 1
     with pytest.raises(ValueError):
         win_rate([])

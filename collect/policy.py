@@ -1,0 +1,74 @@
+"""How reviews are spread: reviewers per pair, the share reviewed several times for agreement, gold pairs.
+
+Read from the environment so an admin tunes them per deployment without a code change:
+
+| variable | default | meaning |
+|---|---|---|
+| ``GEOALIGN_REVIEWS_PER_PAIR`` | 1 | reviewers who judge an ordinary pair |
+| ``GEOALIGN_AGREEMENT_SHARE`` | 0.1 | share of new pairs judged by several reviewers, to measure agreement |
+| ``GEOALIGN_AGREEMENT_REVIEWS`` | 3 | reviewers who judge one of those pairs |
+| ``GEOALIGN_GOLD_RATE`` | 0.05 | chance that the next pair is a gold pair (known answer) the reviewer has not seen |
+| ``GEOALIGN_TARGET_HALF_WIDTH`` | 0.05 | half-width leads need on a win-rate CI (±5 points) |
+| ``GEOALIGN_SCHEDULER_TTL`` | 10 | seconds the scheduler reuses its per-region vote counts before reading them again |
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+from db.errors import ConfigError
+
+ENV = {
+    "reviews_per_pair": "GEOALIGN_REVIEWS_PER_PAIR",
+    "agreement_share": "GEOALIGN_AGREEMENT_SHARE",
+    "agreement_reviews": "GEOALIGN_AGREEMENT_REVIEWS",
+    "gold_rate": "GEOALIGN_GOLD_RATE",
+    "target_half_width": "GEOALIGN_TARGET_HALF_WIDTH",
+    "stats_ttl": "GEOALIGN_SCHEDULER_TTL",
+}
+
+
+@dataclass(frozen=True)
+class ReviewPolicy:
+    reviews_per_pair: int = 1
+    agreement_share: float = 0.1
+    agreement_reviews: int = 3
+    gold_rate: float = 0.05
+    target_half_width: float = 0.05
+    stats_ttl: float = 10.0
+
+    def __post_init__(self) -> None:
+        checks = {
+            "reviews_per_pair": self.reviews_per_pair >= 1,
+            "agreement_reviews": self.agreement_reviews >= 1,
+            "agreement_share": 0.0 <= self.agreement_share <= 1.0,
+            "gold_rate": 0.0 <= self.gold_rate <= 1.0,
+            "target_half_width": 0.0 < self.target_half_width < 0.5,
+            "stats_ttl": self.stats_ttl >= 0,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ConfigError(f"{ENV[name]}={getattr(self, name)!r} is out of range")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ReviewPolicy:
+        env = os.environ if environ is None else environ
+        values = {}
+        for f in fields(cls):
+            raw = env.get(ENV[f.name])
+            if raw in (None, ""):
+                continue
+            try:
+                values[f.name] = int(raw) if f.type == "int" else float(raw)
+            except ValueError as exc:
+                raise ConfigError(f"{ENV[f.name]}={raw!r} is not a number") from exc
+        return cls(**values)
+
+    def reviews_for_new_pair(self, rng: random.Random) -> int:
+        """Reviewers wanted on a pair being created: most get ``reviews_per_pair``, a share more for agreement."""
+        if self.agreement_share and rng.random() < self.agreement_share:
+            return max(self.agreement_reviews, self.reviews_per_pair)
+        return self.reviews_per_pair

@@ -1,0 +1,139 @@
+"""The Dashboard page (leads): does each round's adapter beat the base and its parent, per region and over time,
+and can the votes behind that be trusted? Every number comes from ``rewards.dashboard.load_dashboard``."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from collect.auth import require
+from collect.session_state import current_user
+from db.queries import ALL_REGIONS
+from db.session import get_engine, session_scope
+from rewards.dashboard import (
+    Dashboard,
+    leaderboard_chart,
+    load_dashboard,
+    reward_model_chart,
+    tags_chart,
+    votes_per_day_chart,
+    votes_per_reviewer_chart,
+    win_rate_by_round_chart,
+    win_rate_over_time_chart,
+)
+
+DASHBOARD_ROLES = ("lead", "engineer", "admin")
+CACHE_S = 60  # aggregates over every vote: recomputed at most once a minute, or on "Refresh"
+EMPTY_STATE = ("No votes yet. Reviewers' judgements appear here as soon as they are cast: win-rates of every model "
+               "version against the base and its parent, ratings, throughput and agreement. "
+               "On the demo, `geoalign votes simulate` casts a batch.")
+
+
+@st.cache_data(ttl=CACHE_S, show_spinner="Computing win-rates and ratings…")
+def _dashboard(database_url: str) -> Dashboard:
+    with session_scope(get_engine(database_url)) as session:
+        return load_dashboard(session)
+
+
+def _download(frame: pd.DataFrame, name: str, region: str) -> None:
+    slug = region.lower().replace(" ", "-")
+    st.download_button(f"Download {name.replace('_', ' ')} (CSV)", frame.to_csv(index=False).encode("utf-8"),
+                       file_name=f"geoalign-{name}-{slug}.csv", mime="text/csv", key=f"csv-{name}")
+
+
+def _table(frame: pd.DataFrame, name: str, region: str, empty: str) -> None:
+    if frame.empty:
+        st.caption(empty)
+        return
+    st.dataframe(frame, hide_index=True, width="stretch")
+    _download(frame, name, region)
+
+
+def _headline(d: Dashboard) -> None:
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Votes", f"{d.total_votes:,}")
+    c2.metric("Reviewers", int(d.votes_by_reviewer["user"].nunique()) if not d.votes_by_reviewer.empty else 0)
+    newest = d.win_rates[d.win_rates["opponent"] == "base"].sort_values(["round_number", "version_id"])
+    if not newest.empty:
+        row = newest.iloc[-1]
+        c3.metric(f"{row['version']} vs base", f"{row['rate']:.0%}", help=f"95% CI {row['low']:.0%}–{row['high']:.0%}"
+                  f" over {int(row['n'])} votes; ties count half")
+    else:
+        c3.metric("Newest vs base", "–")
+    alpha = d.agreement["alpha"].dropna() if not d.agreement.empty else pd.Series(dtype=float)
+    c4.metric("Agreement (α)", f"{alpha.iloc[0]:.2f}" if len(alpha) else "–",
+              help="Krippendorff's alpha on pairs judged by several reviewers; 1 = perfect, 0 = chance")
+
+
+def render() -> None:
+    require(current_user(), *DASHBOARD_ROLES)
+    st.title("Dashboard")
+    top = st.columns([3, 1])
+    if top[1].button("Refresh", help=f"Figures are cached for {CACHE_S} s"):
+        _dashboard.clear()
+    everything = _dashboard(get_engine().url.render_as_string(hide_password=False))
+    if everything.total_votes == 0:
+        st.info(EMPTY_STATE)
+        return
+    region = top[0].selectbox("Region", [ALL_REGIONS, *everything.regions], key="dashboard_region")
+    d = everything.region(region)
+    _headline(d)
+
+    wins, ratings, throughput, reviewers, reasons, reward = st.tabs(
+        ["Win-rates", "Leaderboard", "Throughput", "Reviewers", "Reasons", "Reward model"])
+    with wins:
+        st.subheader("Win-rate of each version vs the base and vs its parent")
+        st.caption("Human votes only; ties count half; “both bad” is left out of the rate and counted beside it. "
+                   "Bars are 95% confidence intervals; above the dashed line the version is preferred.")
+        if d.win_rates.empty:
+            st.caption("No votes between different versions here yet (base-vs-base pairs train the reward model).")
+        else:
+            st.altair_chart(win_rate_by_round_chart(d.win_rates), width="stretch")
+            opponent = st.radio("Over time, against", ["base", "parent"], horizontal=True, key="dashboard_opponent")
+            st.altair_chart(win_rate_over_time_chart(d.weekly, opponent), width="stretch")
+            _table(d.win_rates, "win_rates", region, "")
+            _download(d.weekly, "weekly_win_rates", region)
+    with ratings:
+        st.subheader("Bradley–Terry leaderboard")
+        st.caption("All versions on one scale from every comparison (base = 1000; +100 ≈ 64% expected win-rate), "
+                   "with bootstrap 95% intervals.")
+        if d.leaderboard.empty:
+            st.caption("No comparisons between versions yet.")
+        else:
+            st.altair_chart(leaderboard_chart(d.leaderboard), width="stretch")
+            _table(d.leaderboard, "leaderboard", region, "")
+    with throughput:
+        st.subheader("Votes per day")
+        st.altair_chart(votes_per_day_chart(d.votes_daily), width="stretch")
+        _download(d.votes_daily, "votes_per_day", region)
+        st.subheader("Votes per reviewer")
+        st.altair_chart(votes_per_reviewer_chart(d.votes_by_reviewer), width="stretch")
+        _table(d.votes_by_reviewer, "votes_per_reviewer", region, "")
+    with reviewers:
+        st.subheader("Agreement")
+        _table(d.agreement, "agreement", region, "No pair has been judged by two reviewers yet.")
+        if d.position:
+            st.caption(f"Left side picked in {d.position['left_share']:.0%} of {d.position['n']:,} decisive votes "
+                       f"(p = {d.position['p_value']:.3g}); 50% means no position bias.")
+        st.subheader("Reviewer quality")
+        flagged = d.reviewers[d.reviewers["flagged"]] if not d.reviewers.empty else d.reviewers
+        if len(flagged):
+            st.warning(f"{len(flagged)} reviewer(s) flagged: " + "; ".join(
+                f"{u} ({r})" for u, r in zip(flagged["user"], flagged["reasons"], strict=True)))
+        _table(d.reviewers, "reviewers", region, "No reviewer votes yet.")
+    with reasons:
+        st.subheader("Why reviewers preferred each version")
+        if d.tags.empty:
+            st.caption("No reason tags given yet.")
+        else:
+            st.altair_chart(tags_chart(d.tags), width="stretch")
+            _table(d.tags, "reason_tags", region, "")
+    with reward:
+        st.subheader("Reward-model accuracy per round")
+        st.caption("Drift = accuracy on the newest votes minus validation accuracy: a falling line means reviewers' "
+                   "taste moved away from what the reward model learned.")
+        if d.reward_model.empty:
+            st.caption("No finished round yet.")
+        else:
+            st.altair_chart(reward_model_chart(d.reward_model), width="stretch")
+            _table(d.reward_model, "reward_model", region, "")
