@@ -8,6 +8,8 @@ Preference rules (also in the README):
 * votes on one pair aggregate to the majority of "A better" vs "B better"; ``agreement`` is the share of all
   votes on the pair that agree with the majority, and ``margin`` = agreement × mean strength of the majority's
   votes (clear 1.0, slight 0.5, unspecified 1.0);
+* a gold pair (known answer) gives the known answer with margin 1.0, whatever its reviewers said
+  (``kind="gold"``; ``agreement`` is the share of votes that got it right);
 * a pair whose A and B votes are level (ties included) is dropped and counted in ``ties_dropped``; a pair with
   only "both bad" votes is dropped and counted in ``both_bad``;
 * a reviewer's rewrite beats both outputs: ``rewrite > chosen`` and ``rewrite > rejected`` (for "both bad" and
@@ -142,7 +144,14 @@ def preference_rows(session: Session, f: DatasetFilter | None = None,
         meta = {"prompt": _prompt_text(prompt_format, region, prompt), "region": region.code,
                 "round": pair.round_id, "split": prompt.split.value, "pair_id": pair.id, "num_votes": len(votes)}
         side = {Choice.a: (text_a, name_a), Choice.b: (text_b, name_b)}
-        if counts[Choice.a] != counts[Choice.b]:
+        if pair.is_gold and pair.gold_choice in side:  # the known answer outranks reviewers who got it wrong
+            win = pair.gold_choice
+            lose = Choice.b if win == Choice.a else Choice.a
+            out.append(meta | {"chosen": side[win][0], "rejected": side[lose][0], "margin": 1.0,
+                               "agreement": round(counts[win] / len(votes), 4), "chosen_model": side[win][1],
+                               "rejected_model": side[lose][1], "kind": "gold"})
+            stats.pairs_kept += 1
+        elif counts[Choice.a] != counts[Choice.b]:
             win, lose = (Choice.a, Choice.b) if counts[Choice.a] > counts[Choice.b] else (Choice.b, Choice.a)
             winners = [v for v in votes if v.choice == win]
             agreement = len(winners) / len(votes)

@@ -225,6 +225,26 @@ def test_gold_pairs_lists_votes_and_accuracy(gold):
     assert quality.loc["rev2", ["gold_votes", "gold_accuracy"]].tolist() == [1, 0.0]
 
 
+def test_gold_answer_decides_the_training_preference(gold):
+    from collect.datasets import preference_rows
+
+    engine, engineer, _, prompts = gold
+    login_as(engine, "rev2", regions=["en-GB-leeds"])
+    with session_scope(engine) as s:
+        pair_id = create_gold_pair(s, engineer, prompts[0], BETTER, WORSE, seed=0)
+    wrong = "b" if expected_side(0) == "a" else "a"
+    with session_scope(engine) as s:
+        pair = s.get(Pair, pair_id)
+        _vote(s, pair, "rev", wrong)  # two reviewers pick the worse output; the known answer still wins
+        _vote(s, pair, "rev2", wrong)
+    with session_scope(engine) as s:
+        rows, stats = preference_rows(s)
+    (row,) = [r for r in rows if r["pair_id"] == pair_id]
+    assert (row["chosen"], row["rejected"], row["kind"], row["margin"], row["agreement"]) == (
+        BETTER, WORSE, "gold", 1.0, 0.0)
+    assert stats.pairs_kept == 1
+
+
 def test_prompt_options(gold):
     engine, _, _, prompts = gold
     with session_scope(engine) as s:
