@@ -121,9 +121,9 @@ def win_rate_by_round_chart(win_rates: pd.DataFrame) -> alt.Chart:
     data = win_rates.sort_values(["round_number", "version_id"]).assign(
         label=lambda d: d["version"] + " (round " + d["round_number"].astype("string").fillna("–") + ")")
     order = list(dict.fromkeys(data["label"]))
-    x = alt.X("label:N", sort=order, title="model version")
+    x = alt.X("label:N", sort=order, title="model version", axis=alt.Axis(labelAngle=0, labelLimit=240))
     color = alt.Color("opponent:N", scale=OPPONENT_COLORS, title="vs")
-    band = alt.Chart(data).mark_errorbar(thickness=2, ticks=True).encode(
+    band = alt.Chart(data).mark_rule(strokeWidth=3, opacity=0.6).encode(
         x=x, y=alt.Y("low:Q", title="win-rate (ties count half)", scale=alt.Scale(domain=[0, 1])), y2="high:Q",
         color=color, xOffset="opponent:N")
     points = alt.Chart(data).mark_point(filled=True, size=70).encode(
@@ -138,7 +138,7 @@ def win_rate_over_time_chart(weekly: pd.DataFrame, opponent: str = "base") -> al
     """Per week of voting, each version's win-rate vs ``opponent`` with a CI band."""
     data = weekly[weekly["opponent"] == opponent]
     base = alt.Chart(data).encode(x=alt.X("week:T", title="week of voting"),
-                                  color=alt.Color("version:N", title="version"))
+                                  color=alt.Color("version:N", title="version", scale=alt.Scale(scheme="category10")))
     band = base.mark_area(opacity=0.2).encode(y=alt.Y("low:Q", title=f"win-rate vs {opponent}",
                                                       scale=alt.Scale(domain=[0, 1])), y2="high:Q")
     line = base.mark_line(point=True).encode(
@@ -152,7 +152,7 @@ def leaderboard_chart(leaderboard: pd.DataFrame) -> alt.Chart:
     """Bradley–Terry ratings (base = 1000) with bootstrap 95% intervals, best first."""
     order = list(leaderboard.sort_values("rank")["version"])
     y = alt.Y("version:N", sort=order, title=None)
-    bars = alt.Chart(leaderboard).mark_errorbar(ticks=True).encode(
+    bars = alt.Chart(leaderboard).mark_rule(strokeWidth=3, opacity=0.6).encode(
         x=alt.X("low:Q", title="rating (Bradley–Terry, base = 1000)", scale=alt.Scale(zero=False)), x2="high:Q", y=y)
     points = alt.Chart(leaderboard).mark_point(filled=True, size=80).encode(
         x="rating:Q", y=y, tooltip=["rank", "version", alt.Tooltip("rating:Q", format=".0f"),

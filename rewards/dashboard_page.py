@@ -49,6 +49,15 @@ def _table(frame: pd.DataFrame, name: str, region: str, empty: str) -> None:
     _download(frame, name, region)
 
 
+def _charted(frame: pd.DataFrame, chart, name: str, region: str, empty: str) -> None:
+    """A chart of ``frame`` with the table and its CSV download below, or the empty-state caption."""
+    if frame.empty:
+        st.caption(empty)
+        return
+    st.altair_chart(chart(frame), width="stretch")
+    _table(frame, name, region, "")
+
+
 def _headline(d: Dashboard) -> None:
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Votes", f"{d.total_votes:,}")
@@ -97,18 +106,13 @@ def render() -> None:
         st.subheader("Bradley–Terry leaderboard")
         st.caption("All versions on one scale from every comparison (base = 1000; +100 ≈ 64% expected win-rate), "
                    "with bootstrap 95% intervals.")
-        if d.leaderboard.empty:
-            st.caption("No comparisons between versions yet.")
-        else:
-            st.altair_chart(leaderboard_chart(d.leaderboard), width="stretch")
-            _table(d.leaderboard, "leaderboard", region, "")
+        _charted(d.leaderboard, leaderboard_chart, "leaderboard", region, "No comparisons between versions yet.")
     with throughput:
         st.subheader("Votes per day")
         st.altair_chart(votes_per_day_chart(d.votes_daily), width="stretch")
         _download(d.votes_daily, "votes_per_day", region)
         st.subheader("Votes per reviewer")
-        st.altair_chart(votes_per_reviewer_chart(d.votes_by_reviewer), width="stretch")
-        _table(d.votes_by_reviewer, "votes_per_reviewer", region, "")
+        _charted(d.votes_by_reviewer, votes_per_reviewer_chart, "votes_per_reviewer", region, "No votes yet.")
     with reviewers:
         st.subheader("Agreement")
         _table(d.agreement, "agreement", region, "No pair has been judged by two reviewers yet.")
@@ -123,17 +127,9 @@ def render() -> None:
         _table(d.reviewers, "reviewers", region, "No reviewer votes yet.")
     with reasons:
         st.subheader("Why reviewers preferred each version")
-        if d.tags.empty:
-            st.caption("No reason tags given yet.")
-        else:
-            st.altair_chart(tags_chart(d.tags), width="stretch")
-            _table(d.tags, "reason_tags", region, "")
+        _charted(d.tags, tags_chart, "reason_tags", region, "No reason tags given yet.")
     with reward:
         st.subheader("Reward-model accuracy per round")
         st.caption("Drift = accuracy on the newest votes minus validation accuracy: a falling line means reviewers' "
                    "taste moved away from what the reward model learned.")
-        if d.reward_model.empty:
-            st.caption("No finished round yet.")
-        else:
-            st.altair_chart(reward_model_chart(d.reward_model), width="stretch")
-            _table(d.reward_model, "reward_model", region, "")
+        _charted(d.reward_model, reward_model_chart, "reward_model", region, "No finished round yet.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -216,3 +217,30 @@ def vote(engine, user, pair_id, winner_id):
         side = "a" if pair.model_a_id == winner_id else "b"
         choice = "tie" if winner_id is None else ("left" if a.shown_left.value == side else "right")
         submit_vote(s, user, a.id, choice)
+
+
+MONDAY = datetime(2026, 11, 16, 9, tzinfo=timezone.utc)
+
+
+def cast(engine, user, ids, new, old, choices, when=MONDAY, tags=()):
+    """``user`` judges one fresh pair of ``new`` vs ``old`` per entry of ``choices``, phrased from ``new``'s side
+    ("win", "loss", "tie", "both_bad"), at ``when``. Returns the vote ids."""
+    from collect.review import submit_vote
+    from db.models import Assignment, Pair, Side, Vote
+
+    out = []
+    for choice in choices:
+        with session_scope(engine) as s:
+            pair = s.scalar(select(Pair).where(Pair.model_a_id.in_([ids[new], ids[old]]),
+                                               Pair.model_b_id.in_([ids[new], ids[old]]), Pair.assigned == 0)
+                            .order_by(Pair.id).limit(1))
+            pair.assigned = 1
+            a = Assignment(pair_id=pair.id, user_id=user.id, shown_left=Side.a)
+            s.add(a)
+            s.flush()
+            new_side = "left" if pair.model_a_id == ids[new] else "right"
+            shown = {"win": new_side, "loss": "right" if new_side == "left" else "left"}.get(choice, choice)
+            vote_id = submit_vote(s, user, a.id, shown, tags=list(tags)).vote_id
+            s.get(Vote, vote_id).created_at = when
+            out.append(vote_id)
+    return out

@@ -17,6 +17,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -63,6 +65,13 @@ def server(engine, settings, tmp_path):
     login_as(engine, "reviewer-manchester", PASSWORD, regions=["en-GB-manchester"])
     login_as(engine, "reviewer-munich", PASSWORD, regions=["de-DE-munich"])
 
+    with _streamlit(settings, tmp_path) as (url, log_path):
+        yield url, log_path, outputs
+
+
+@contextmanager
+def _streamlit(settings, tmp_path):
+    """The app served by a real Streamlit process on a free port; yields its URL and log file."""
     port = _free_port()
     log_path = tmp_path / "streamlit.log"
     env = os.environ | {"GEOALIGN_HOME": str(settings.home)}
@@ -81,18 +90,20 @@ def server(engine, settings, tmp_path):
                     if time.time() > deadline or proc.poll() is not None:
                         raise RuntimeError(f"streamlit did not start:\n{log_path.read_text()}") from None
                     time.sleep(0.5)
-            yield f"http://127.0.0.1:{port}", log_path, outputs
+            yield f"http://127.0.0.1:{port}", log_path
         finally:
             proc.terminate()
             proc.wait(timeout=20)
 
 
-def _login(page: Page, url: str, username: str) -> None:
+def _login(page: Page, url: str, username: str, landing: str = "Review") -> None:
     page.goto(url)
+    # the first page of a fresh server imports the whole app: slow on a busy two-core machine
+    expect(page.get_by_label("Username", exact=True)).to_be_visible(timeout=90_000)
     page.get_by_label("Username", exact=True).fill(username)
     page.get_by_label("Password", exact=True).fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("heading", name="Review")).to_be_visible(timeout=20_000)
+    expect(page.get_by_role("heading", name=landing)).to_be_visible(timeout=20_000)
     _settle(page)
 
 
@@ -178,3 +189,40 @@ def test_reviewer_flow_in_chromium(server, engine, tmp_path):
     assert len(timings) == 5
     log.warning("median server time per submitted vote: %.1f ms (n=%d, max %.1f ms)",
                 statistics.median(timings), len(timings), max(timings))
+
+
+def test_lead_dashboard_draws_its_charts_in_chromium(loaded, settings, tmp_path):
+    """A lead opens the Dashboard on votes between three versions: every chart renders (Vega draws it without an
+    error), with a screenshot for a human eye."""
+    from tests.conftest import lineage
+    from tests.test_dashboard import MONDAY, cast
+
+    ids = lineage(loaded)
+    rev = login_as(loaded, "reviewer-leeds", PASSWORD, regions=["en-GB-leeds"])
+    cast(loaded, rev, ids, "v2", "base", ["win"] * 6 + ["loss", "tie", "both_bad"], tags=["local_idiom"])
+    cast(loaded, rev, ids, "v2", "v1", ["win", "loss", "win", "tie"], when=MONDAY + timedelta(days=7),
+         tags=["place_name"])
+    cast(loaded, rev, ids, "v1", "base", ["win", "win", "loss"])
+    login_as(loaded, "lead", PASSWORD, roles=("lead",))
+    with _streamlit(settings, tmp_path) as (url, _), sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROME_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        errors = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        _login(page, url, "lead", landing="GeoAlign")
+        page.get_by_role("link", name="Dashboard").click()
+        expect(page.get_by_role("heading", name="Dashboard")).to_be_visible(timeout=20_000)
+        _settle(page)
+        expect(page.locator('[data-testid="stMetricValue"]').first).to_have_text("16")
+        charts = page.locator(".vega-embed")
+        expect(charts.first.locator("canvas, svg").first).to_be_visible(timeout=20_000)
+        assert page.locator("text=/Error|Javascript Error/").count() == 0, page.inner_text("body")
+        shot = Path(os.environ.get("GEOALIGN_SCREENSHOT_DIR") or tmp_path) / "dashboard-browser-test.png"
+        page.screenshot(path=str(shot), full_page=True)
+        page.get_by_role("tab", name="Leaderboard").click()
+        expect(page.get_by_role("heading", name="Bradley–Terry leaderboard")).to_be_visible()
+        visible = [c for c in charts.all() if c.is_visible()]
+        assert len(visible) == 1 and visible[0].locator("canvas, svg").count() >= 1
+        browser.close()
+    assert errors == []
+    assert shot.stat().st_size > 20_000

@@ -1,7 +1,7 @@
 """The leads' dashboard: the grouped queries, the assembled tables, region narrowing and the Streamlit page."""
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import pandas as pd
 import pytest
@@ -14,30 +14,7 @@ from db.models import Assignment, Choice, ModelVersion, Pair, Round, Side, Vote
 from db.queries import ALL_REGIONS
 from db.session import session_scope
 from rewards.dashboard import load_dashboard
-from tests.conftest import lineage, login_as, make_pairs
-
-MONDAY = datetime(2026, 11, 16, 9, tzinfo=timezone.utc)
-
-
-def cast(engine, user, ids, new, old, choices, when=MONDAY, tags=()):
-    """``user`` judges one fresh pair of ``new`` vs ``old`` per entry of ``choices``, phrased from ``new``'s side
-    ("win", "loss", "tie", "both_bad"), at ``when``. Returns the vote ids."""
-    out = []
-    for choice in choices:
-        with session_scope(engine) as s:
-            pair = s.scalar(select(Pair).where(Pair.model_a_id.in_([ids[new], ids[old]]),
-                                               Pair.model_b_id.in_([ids[new], ids[old]]), Pair.assigned == 0)
-                            .order_by(Pair.id).limit(1))
-            pair.assigned = 1
-            a = Assignment(pair_id=pair.id, user_id=user.id, shown_left=Side.a)
-            s.add(a)
-            s.flush()
-            new_side = "left" if pair.model_a_id == ids[new] else "right"
-            shown = {"win": new_side, "loss": "right" if new_side == "left" else "left"}.get(choice, choice)
-            vote_id = submit_vote(s, user, a.id, shown, tags=list(tags)).vote_id
-            s.get(Vote, vote_id).created_at = when
-            out.append(vote_id)
-    return out
+from tests.conftest import MONDAY, cast, lineage, login_as, make_pairs
 
 
 @pytest.fixture

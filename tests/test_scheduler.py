@@ -15,7 +15,7 @@ from collect.scheduler import Target, choose_target, next_assignment, one_vote_g
 from db.errors import ConfigError
 from db.models import Assignment, Choice, Pair, Vote
 from db.session import session_scope
-from tests.conftest import NO_GOLD, lineage, login_as, models_of, vote
+from tests.conftest import NO_GOLD, cast, lineage, login_as, models_of, vote
 
 
 @pytest.fixture(autouse=True)
@@ -58,15 +58,7 @@ def test_targets_are_the_newest_version_vs_base_and_parent(loaded):
 def test_target_counts_are_from_the_new_versions_side(loaded):
     ids = lineage(loaded)
     rev = login_as(loaded, "rev", regions=["en-GB-leeds"])
-    winners = [ids["v2"], ids["v2"], ids["base"], None]
-    for winner in winners:  # policy: the fresh target is v2 vs base or v2 vs v1; vote on v2 vs base ones only
-        with session_scope(loaded) as s:
-            pid = s.scalar(select(Pair.id).where(Pair.model_a_id.in_([ids["v2"], ids["base"]]),
-                                                 Pair.model_b_id.in_([ids["v2"], ids["base"]]), Pair.assigned == 0)
-                           .order_by(Pair.id).limit(1))
-            s.add(Assignment(pair_id=pid, user_id=rev.id, shown_left="a"))
-            s.get(Pair, pid).assigned = 1
-        vote(loaded, rev, pid, winner)
+    cast(loaded, rev, ids, "v2", "base", ["win", "win", "loss", "tie", "both_bad"])
     with session_scope(loaded) as s:
         by_kind = {t.kind: (t.wins, t.ties, t.losses) for t in read_targets(s, ids["region"])}
     assert by_kind == {"base": (2, 1, 1), "parent": (0, 0, 0)}
@@ -93,14 +85,7 @@ def test_reviewers_get_target_pairs_before_old_comparisons(loaded):
 def test_the_less_certain_target_is_served_first(loaded):
     ids = lineage(loaded)
     rev = login_as(loaded, "rev", regions=["en-GB-leeds"])
-    for _ in range(10):  # ten votes on v2 vs v1 make it far more certain than the untouched v2 vs base
-        with session_scope(loaded) as s:
-            pid = s.scalar(select(Pair.id).where(Pair.model_a_id.in_([ids["v2"], ids["v1"]]),
-                                                 Pair.model_b_id.in_([ids["v2"], ids["v1"]]), Pair.assigned == 0)
-                           .order_by(Pair.id).limit(1))
-            s.add(Assignment(pair_id=pid, user_id=rev.id, shown_left="a"))
-            s.get(Pair, pid).assigned = 1
-        vote(loaded, rev, pid, ids["v2"])
+    cast(loaded, rev, ids, "v2", "v1", ["win"] * 10)  # far more certain than the untouched v2 vs base
     other = login_as(loaded, "other", regions=["en-GB-leeds"])
     with session_scope(loaded) as s:
         a = next_assignment(s, other.id, other.region_ids, rng=random.Random(0), policy=NO_GOLD)
