@@ -22,6 +22,7 @@ from collect.ingest import MAX_TEXT_CHARS, ensure_import_identity
 from collect.pii import scrub
 from collect.prompting import TASK_LABELS
 from collect.splits import content_hash, normalize_text
+from db import rollups
 from db.errors import NotFound, ValidationError
 from db.models import AuditEvent, Choice, Generation, Pair, Prompt, Region, Vote
 
@@ -130,7 +131,7 @@ def mark_gold(session: Session, actor: CurrentUser | None, pair_id: int, choice:
     pair.is_gold, pair.gold_choice = True, Choice(choice)
     session.add(AuditEvent(user_id=actor.id, action="mark_gold", entity="pair", entity_id=pair.id,
                            details={"gold_choice": choice, "previous": previous}))
-    session.flush()
+    _votes_changed_meaning(session, pair)
 
 
 def unmark_gold(session: Session, actor: CurrentUser | None, pair_id: int) -> None:
@@ -143,7 +144,15 @@ def unmark_gold(session: Session, actor: CurrentUser | None, pair_id: int) -> No
     pair.is_gold, pair.gold_choice = False, None
     session.add(AuditEvent(user_id=actor.id, action="unmark_gold", entity="pair", entity_id=pair.id,
                            details={"previous": previous}))
+    _votes_changed_meaning(session, pair)
+
+
+def _votes_changed_meaning(session: Session, pair: Pair) -> None:
+    """Votes already cast on the pair now count differently (gold pairs stay out of win-rates): the dashboard's
+    running totals are recomputed at their next refresh."""
     session.flush()
+    if session.scalar(select(Vote.id).where(Vote.pair_id == pair.id).limit(1)) is not None:
+        rollups.request_rebuild(session)
 
 
 def gold_pairs(session: Session, region: str | None = None) -> list[dict]:

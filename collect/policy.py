@@ -9,7 +9,7 @@ Read from the environment so an admin tunes them per deployment without a code c
 | ``GEOALIGN_AGREEMENT_REVIEWS`` | 3 | reviewers who judge one of those pairs |
 | ``GEOALIGN_GOLD_RATE`` | 0.05 | chance that the next pair is a gold pair (known answer) the reviewer has not seen |
 | ``GEOALIGN_TARGET_HALF_WIDTH`` | 0.05 | half-width leads need on a win-rate CI (±5 points) |
-| ``GEOALIGN_SCHEDULER_TTL`` | 10 | seconds the scheduler reuses its per-region vote counts before reading them again |
+| ``GEOALIGN_SCHEDULER_TTL`` | 120 | seconds the scheduler reuses a region's vote counts (re-read in the background) |
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class ReviewPolicy:
     agreement_reviews: int = 3
     gold_rate: float = 0.05
     target_half_width: float = 0.05
-    stats_ttl: float = 10.0
+    stats_ttl: float = 120.0
 
     def __post_init__(self) -> None:
         checks = {

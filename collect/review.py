@@ -12,13 +12,13 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
 from collect.auth import CurrentUser, require
 from collect.ingest import MONTHS
 from collect.pii import scrub
 from collect.prompting import TASK_LABELS
-from collect.scheduler import next_assignment, unseen_pairs
+from collect.scheduler import next_assignment, open_assignments, unseen_pairs
 from collect.splits import content_hash
 from db.errors import NotFound, PermissionDenied, ValidationError
 from db.models import Assignment, AuditEvent, Choice, Example, Pair, Region, Side, Strength, Tag, Vote
@@ -64,7 +64,8 @@ def _own_assignment(session: Session, user: CurrentUser, assignment_id: int) -> 
         raise NotFound(f"assignment {assignment_id} does not exist")
     if assignment.user_id != user.id:
         raise PermissionDenied("this pair was assigned to another reviewer")
-    pair = session.get(Pair, assignment.pair_id)
+    # the pair's texts and prompt load only if this request needs them (a rewrite or comment to scrub)
+    pair = session.get(Pair, assignment.pair_id, options=[lazyload("*")])
     if pair.region_id not in user.region_ids:
         raise PermissionDenied(f"{user.username} does not review this pair's region")
     return assignment, pair
@@ -98,9 +99,9 @@ def submit_vote(session: Session, user: CurrentUser, assignment_id: int, choice:
     """
     require(user, "reviewer")
     assignment, pair = _own_assignment(session, user, assignment_id)
-    existing = session.scalar(select(Vote).where(Vote.pair_id == pair.id, Vote.user_id == user.id))
+    existing = session.scalar(select(Vote.id).where(Vote.pair_id == pair.id, Vote.user_id == user.id))
     if existing is not None:
-        return VoteResult(existing.id, duplicate=True)
+        return VoteResult(existing, duplicate=True)
     if choice not in CHOICES:
         raise ValidationError(f"choice {choice!r} is not one of {CHOICES}")
     if strength not in (None, "slight", "clear"):
@@ -131,8 +132,9 @@ def submit_vote(session: Session, user: CurrentUser, assignment_id: int, choice:
         with session.begin_nested():  # the unique (pair, reviewer) constraint settles a double-click race
             session.add(vote)
     except IntegrityError:
-        existing = session.scalar(select(Vote).where(Vote.pair_id == pair.id, Vote.user_id == user.id))
-        return VoteResult(existing.id, duplicate=True)
+        existing = session.scalar(select(Vote.id).where(Vote.pair_id == pair.id, Vote.user_id == user.id))
+        return VoteResult(existing, duplicate=True)
+    assignment.voted = True
     if rewrite is not None:
         h = content_hash(pair.prompt.content_hash, rewrite)
         if session.scalar(select(Example.id).where(Example.region_id == pair.region_id,
@@ -176,6 +178,8 @@ def undo_last_vote(session: Session, user: CurrentUser, now: datetime | None = N
         session.delete(example)
     session.add(AuditEvent(user_id=user.id, action="undo_vote", entity="pair", entity_id=vote.pair_id,
                            details={"choice": vote.choice.value}))
+    session.execute(update(Assignment).where(Assignment.pair_id == vote.pair_id, Assignment.user_id == user.id)
+                    .values(voted=False), execution_options={"synchronize_session": False})
     session.delete(vote)
     session.flush()
     return True
@@ -190,8 +194,6 @@ def progress(session: Session, user: CurrentUser, now: datetime | None = None) -
     if not user.region_ids:
         return Progress(today, 0)
     unseen = session.scalar(select(func.count()).select_from(unseen_pairs(user.id, user.region_ids).subquery())) or 0
-    voted = select(Vote.id).where(Vote.pair_id == Assignment.pair_id, Vote.user_id == user.id).exists()
-    open_ = session.scalar(select(func.count()).select_from(Assignment).join(Pair, Assignment.pair_id == Pair.id)
-                           .where(Assignment.user_id == user.id, Assignment.skipped.is_(False), ~voted,
-                                  Pair.region_id.in_(user.region_ids))) or 0
+    open_ = session.scalar(select(func.count()).select_from(
+        open_assignments(user.id, user.region_ids).subquery())) or 0
     return Progress(today, unseen + open_)

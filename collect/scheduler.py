@@ -19,6 +19,7 @@ in between, so the hot path is a handful of indexed lookups at millions of votes
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import threading
@@ -26,7 +27,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import Engine, and_, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -34,6 +35,8 @@ from collect.pairing import make_pairs, pairs_per_prompt
 from collect.policy import ReviewPolicy
 from db.models import Assignment, Generation, ModelVersion, Pair, Prompt, Side, VersionStatus, Vote
 from rewards.winrate import win_rate_counts
+
+log = logging.getLogger(__name__)
 
 Z95 = 1.959963984540054
 DONE_WEIGHT = 0.1  # a comparison already as precise as leads need still improves, at a tenth of the priority
@@ -123,43 +126,55 @@ def read_targets(session: Session, region_id: int) -> list[Target]:
         return []
     either = or_(*(or_(and_(Pair.model_a_id == a, Pair.model_b_id == b),
                        and_(Pair.model_a_id == b, Pair.model_b_id == a)) for a, b in wanted))
-    present = session.execute(select(Pair.model_a_id, Pair.model_b_id).where(Pair.region_id == region_id, either)
-                              .distinct()).all()
-    have = {frozenset(ab) for ab in present}
-    targets = {key: t for key, t in wanted.items() if frozenset(key) in have}
-    counts = session.execute(
-        select(Pair.model_a_id, Pair.model_b_id, Vote.choice, func.count()).join(Pair, Vote.pair_id == Pair.id)
-        .where(Vote.region_id == region_id, ~Pair.is_gold, either)
+    # one pass over the region's pairs of these comparisons (ix_pairs_comparison) and their votes: a comparison
+    # with pairs is a target even before its first vote
+    rows = session.execute(
+        select(Pair.model_a_id, Pair.model_b_id, Vote.choice, func.count(Pair.id))
+        .outerjoin(Vote, Vote.pair_id == Pair.id)
+        .where(Pair.region_id == region_id, ~Pair.is_gold, either)
         .group_by(Pair.model_a_id, Pair.model_b_id, Vote.choice)
     ).all()
-    for ma, mb, choice, n in counts:
-        for (new, old), t in targets.items():
-            if {ma, mb} != {new, old}:
-                continue
-            winner = {"a": ma, "b": mb}.get(choice.value)
-            if winner is None:
-                t.ties += n if choice.value == "tie" else 0  # "both bad" says nothing about which is better
-            elif winner == new:
-                t.wins += n
-            else:
-                t.losses += n
+    targets: dict[tuple[int, int], Target] = {}
+    for ma, mb, choice, n in rows:
+        key = (ma, mb) if (ma, mb) in wanted else (mb, ma)
+        t = targets.setdefault(key, wanted[key])
+        if choice is None or choice.value == "both_bad":
+            continue  # a pair nobody judged yet; "both bad" says nothing about which is better
+        winner = {"a": ma, "b": mb}.get(choice.value)
+        if winner is None:
+            t.ties += n
+        elif winner == t.new_id:
+            t.wins += n
+        else:
+            t.losses += n
     return list(targets.values())
 
 
+def _refresh(engine: Engine, key: tuple[str, int], lock: threading.Lock) -> None:
+    try:
+        with Session(engine) as session:
+            _VIEWS[key] = _RegionView(time.monotonic(), read_targets(session, key[1]))
+    except Exception:  # the old counts keep serving; the next expiry tries again
+        log.exception("re-reading the scheduler's vote counts for region %s failed", key[1])
+    finally:
+        lock.release()
+
+
 def _targets(session: Session, region_id: int, policy: ReviewPolicy) -> list[Target]:
-    key = (session.get_bind().url.render_as_string(), region_id)
+    """The region's targets from the cache; no reviewer ever waits for the counts. A stale entry is served while
+    one background thread re-reads it; before the first read completes there are no targets yet and the reviewer
+    gets the oldest open pair. With ``stats_ttl == 0`` the counts are read right here, every time."""
+    if policy.stats_ttl == 0:
+        return read_targets(session, region_id)
+    engine = session.get_bind()
+    key = (engine.url.render_as_string(), region_id)
     view = _VIEWS.get(key)
     if view is not None and time.monotonic() - view.read_at < policy.stats_ttl:
         return view.targets
     lock = _LOCKS.setdefault(key, threading.Lock())
-    if not lock.acquire(blocking=view is None):
-        return view.targets  # another request is re-reading them; the slightly older counts serve meanwhile
-    try:
-        view = _RegionView(time.monotonic(), read_targets(session, region_id))
-        _VIEWS[key] = view
-        return view.targets
-    finally:
-        lock.release()
+    if lock.acquire(blocking=False):
+        threading.Thread(target=_refresh, args=(engine, key, lock), daemon=True).start()
+    return view.targets if view is not None else []
 
 
 def _not_seen_by(user_id: int):
@@ -178,12 +193,17 @@ def unseen_pairs(user_id: int, region_ids: tuple[int, ...]):
 
 def open_assignment(session: Session, user_id: int, region_ids: tuple[int, ...]) -> Assignment | None:
     """The reviewer's oldest assignment that is neither voted nor skipped, in one of their current regions."""
+    return session.scalar(open_assignments(user_id, region_ids).order_by(Assignment.created_at, Assignment.id)
+                          .limit(1))
+
+
+def open_assignments(user_id: int, region_ids: tuple[int, ...]):
+    """The reviewer's assignments neither voted nor skipped in ``region_ids``. The ``voted`` flag narrows them to a
+    few rows through ix_assignments_open; the vote itself decides."""
     voted = exists().where(Vote.pair_id == Assignment.pair_id, Vote.user_id == user_id)
-    return session.scalar(
-        select(Assignment).join(Pair, Assignment.pair_id == Pair.id)
-        .where(Assignment.user_id == user_id, Assignment.skipped.is_(False), ~voted, Pair.region_id.in_(region_ids))
-        .order_by(Assignment.created_at, Assignment.id).limit(1)
-    )
+    return (select(Assignment).join(Pair, Assignment.pair_id == Pair.id)
+            .where(Assignment.user_id == user_id, ~Assignment.voted, ~Assignment.skipped, ~voted,
+                   Pair.region_id.in_(region_ids)))
 
 
 def _claim(session: Session, pair_ids: Sequence[int], user_id: int, rng: random.Random,

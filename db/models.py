@@ -7,7 +7,7 @@ SQLite and PostgreSQL.
 from __future__ import annotations
 
 import enum
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Any
 
 from sqlalchemy import (
@@ -15,6 +15,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
+    Date,
     DateTime,
     Enum,
     Float,
@@ -272,7 +273,18 @@ class Generation(Base):
     __table_args__ = (Index("ix_generations_version_prompt", "model_version_id", "prompt_id"),)
 
 
-OPEN_PAIR = "assigned < reviews_wanted AND NOT is_gold"  # still wants reviewers; the scheduler's partial indexes
+# Partial-index predicates of the scheduler's hot queries. Each backend only uses a partial index when the query
+# spells the condition the way the index does, and SQLAlchemy renders ``~col`` as ``NOT col`` on PostgreSQL but
+# ``col = 0`` on SQLite, hence one spelling per backend.
+OPEN_PAIR = {"postgresql": "assigned < reviews_wanted AND NOT is_gold",
+             "sqlite": "assigned < reviews_wanted AND is_gold = 0"}
+GOLD_PAIR = {"postgresql": "is_gold", "sqlite": "is_gold = 1"}
+OPEN_ASSIGNMENT = {"postgresql": "NOT voted AND NOT skipped", "sqlite": "voted = 0 AND skipped = 0"}
+
+
+def partial(where: dict[str, str]) -> dict[str, Any]:
+    """``Index`` keyword arguments for a partial index with the per-backend predicates ``where``."""
+    return {f"{dialect}_where": sql_text(clause) for dialect, clause in where.items()}
 
 
 class Pair(Base):
@@ -306,12 +318,10 @@ class Pair(Base):
         CheckConstraint("generation_a_id <> generation_b_id", name="distinct_generations"),
         Index("ix_pairs_region_created", "region_id", "created_at"),
         # the scheduler's hot path: open pairs of one comparison in one region (a small slice of all pairs)
-        Index("ix_pairs_open", "region_id", "model_a_id", "model_b_id", "id",
-              postgresql_where=sql_text(OPEN_PAIR), sqlite_where=sql_text(OPEN_PAIR)),
-        Index("ix_pairs_open_oldest", "region_id", "id",
-              postgresql_where=sql_text(OPEN_PAIR), sqlite_where=sql_text(OPEN_PAIR)),
-        Index("ix_pairs_gold", "region_id", "id",
-              postgresql_where=sql_text("is_gold"), sqlite_where=sql_text("is_gold")),
+        Index("ix_pairs_comparison", "region_id", "model_a_id", "model_b_id"),
+        Index("ix_pairs_open", "region_id", "model_a_id", "model_b_id", "id", **partial(OPEN_PAIR)),
+        Index("ix_pairs_open_oldest", "region_id", "id", **partial(OPEN_PAIR)),
+        Index("ix_pairs_gold", "region_id", "id", **partial(GOLD_PAIR)),
     )
 
 
@@ -325,11 +335,15 @@ class Assignment(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     shown_left: Mapped[Side] = mapped_column(_enum(Side, "side"))
     skipped: Mapped[bool] = mapped_column(Boolean, default=False)
+    # set with the vote (and cleared by its undo) so a reviewer's open assignment is found without scanning
+    # their whole history; the vote itself stays the truth
+    voted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     __table_args__ = (
         UniqueConstraint("pair_id", "user_id"),
         Index("ix_assignments_user_created", "user_id", "created_at"),
+        Index("ix_assignments_open", "user_id", "created_at", "id", **partial(OPEN_ASSIGNMENT)),
     )
 
 
@@ -414,3 +428,70 @@ class AuditEvent(Base):
     entity_id: Mapped[int | None] = mapped_column(Integer)
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+
+# --------------------------------------------------------------------------------- running totals (db/rollups.py)
+# Votes summed per day once they can no longer be undone, so the dashboard reads thousands of rows instead of
+# millions. Ids without foreign keys: a rebuild recomputes every row from the votes.
+
+
+class RollupState(Base):
+    """One row: the highest vote id summed into the rollups, and whether they must be recomputed from scratch."""
+
+    __tablename__ = "rollup_state"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    last_vote_id: Mapped[int] = mapped_column(Integer, default=0)
+    rebuild: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class RollupComparison(Base):
+    """Votes per day, region, pair of versions (model_a < model_b as stored in the pair) and choice; no gold pairs,
+    no self-pairs."""
+
+    __tablename__ = "rollup_comparisons"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    region_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_a_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_b_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    choice: Mapped[str] = mapped_column(String(20), primary_key=True)
+    votes: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class RollupReviewer(Base):
+    """Per day, region, reviewer and source: votes, decisive ones, left-side picks, gold votes and correct ones."""
+
+    __tablename__ = "rollup_reviewers"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    region_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(16), primary_key=True)
+    votes: Mapped[int] = mapped_column(Integer, default=0)
+    decisive_votes: Mapped[int] = mapped_column(Integer, default=0)
+    left_picks: Mapped[int] = mapped_column(Integer, default=0)
+    gold_votes: Mapped[int] = mapped_column(Integer, default=0)
+    gold_correct: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class RollupSeconds(Base):
+    """A histogram of seconds per vote for each reviewer, in tenths of a second (medians without the votes)."""
+
+    __tablename__ = "rollup_seconds"
+
+    user_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenths: Mapped[int] = mapped_column(Integer, primary_key=True)
+    votes: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class RollupTag(Base):
+    """Reason tags per region and the version they were given for (the winner; both sides on a tie or both bad)."""
+
+    __tablename__ = "rollup_tags"
+
+    region_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tag_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    votes: Mapped[int] = mapped_column(Integer, default=0)

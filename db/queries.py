@@ -1,59 +1,39 @@
 """Read-side aggregates for ratings, reviewer quality and the leads' dashboard.
 
-Each function runs one grouped query and returns a pandas DataFrame whose columns are the contract that
-``rewards/`` builds on. Grouping happens in the database, so the frames stay small at millions of votes.
+Each function returns a pandas DataFrame whose columns are the contract that ``rewards/`` builds on. The vote
+aggregates read the running totals of ``db.rollups`` plus the few votes cast since they were last summed, so they
+stay small and fast at millions of votes (call ``db.rollups.refresh`` first to fold new votes in).
 """
 
 from __future__ import annotations
 
 import pandas as pd
-from sqlalchemy import Date, cast, func, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
 
-from db.models import Choice, JobStatus, ModelVersion, Pair, Region, Round, Tag, User, Vote, vote_tags
+from db import rollups
+from db.models import (
+    JobStatus,
+    ModelVersion,
+    Pair,
+    Region,
+    RollupComparison,
+    RollupReviewer,
+    RollupSeconds,
+    RollupTag,
+    Round,
+    Tag,
+    User,
+    Vote,
+)
 
 CHOICES = ("a", "b", "tie", "both_bad")
 ALL_REGIONS = "All regions"
 
 
-def _day(session: Session, column):
-    """The UTC calendar day of a timestamp column, as the backend spells it."""
-    if session.get_bind().dialect.name == "postgresql":
-        return cast(func.timezone("UTC", column), Date)
-    return func.date(column)
-
-
 def _week_of(day: pd.Series) -> pd.Series:
     day = pd.to_datetime(day)
     return day - pd.to_timedelta(day.dt.day_of_week, unit="D")
-
-
-def comparison_counts(session: Session) -> pd.DataFrame:
-    """Human votes between two different versions on non-gold pairs, per (region, week, model_a < model_b)."""
-    day = _day(session, Vote.created_at).label("day")
-    rows = session.execute(
-        select(Region.code, day, Pair.model_a_id, Pair.model_b_id, Vote.choice, func.count())
-        .join(Pair, Vote.pair_id == Pair.id).join(Region, Vote.region_id == Region.id)
-        .where(Pair.is_gold.is_(False), Pair.model_a_id != Pair.model_b_id)
-        .group_by(Region.code, day, Pair.model_a_id, Pair.model_b_id, Vote.choice)
-    ).all()
-    columns = ["region", "week", "model_a", "model_b", "a_wins", "b_wins", "ties", "both_bad"]
-    if not rows:
-        return pd.DataFrame({c: pd.Series(dtype="int64") for c in columns}).astype(
-            {"region": "object", "week": "datetime64[ns]"})
-    raw = pd.DataFrame(rows, columns=["region", "day", "ma", "mb", "choice", "n"])
-    raw["choice"] = [c.value if hasattr(c, "value") else c for c in raw["choice"]]
-    swap = raw["ma"] > raw["mb"]  # canonical orientation: the smaller id is model_a
-    raw["model_a"] = raw["ma"].where(~swap, raw["mb"])
-    raw["model_b"] = raw["mb"].where(~swap, raw["ma"])
-    raw.loc[swap, "choice"] = raw.loc[swap, "choice"].map({"a": "b", "b": "a", "tie": "tie", "both_bad": "both_bad"})
-    raw["week"] = _week_of(raw["day"])
-    out = raw.pivot_table(index=["region", "week", "model_a", "model_b"], columns="choice", values="n",
-                          aggfunc="sum", fill_value=0)
-    out = out.reindex(columns=list(CHOICES), fill_value=0).rename(
-        columns={"a": "a_wins", "b": "b_wins", "tie": "ties"}).reset_index()
-    out.columns.name = None
-    return out[columns].astype({c: "int64" for c in columns[2:]})
 
 
 def versions_frame(session: Session) -> pd.DataFrame:
@@ -98,37 +78,113 @@ def vote_records(session: Session) -> pd.DataFrame:
     return frame
 
 
-def votes_per_day(session: Session) -> pd.DataFrame:
-    """Votes per (region, UTC day, reviewer, source): throughput charts without loading single votes."""
-    day = _day(session, Vote.created_at).label("day")
+SHARED_PAIRS = 5_000  # agreement reads the votes of the newest multiply-reviewed pairs, not every vote ever cast
+
+
+def shared_votes(session: Session, max_pairs: int = SHARED_PAIRS) -> pd.DataFrame:
+    """Votes on the newest ``max_pairs`` pairs that may have several reviewers (more than one wanted, or gold):
+    what agreement is measured on. Pairs that got one vote only are dropped by the caller."""
+    newest = (select(Pair.id).where(or_(Pair.reviews_wanted > 1, Pair.is_gold)).order_by(Pair.id.desc())
+              .limit(max_pairs).subquery())
     rows = session.execute(
-        select(Region.code, day, User.username, Vote.source, func.count())
+        select(Vote.pair_id, Region.code, User.username, Vote.choice)
         .join(Region, Vote.region_id == Region.id).join(User, Vote.user_id == User.id)
-        .group_by(Region.code, day, User.username, Vote.source)
+        .where(Vote.pair_id.in_(select(newest.c.id)), Vote.source != "import").order_by(Vote.pair_id, Vote.id)
     ).all()
-    frame = pd.DataFrame(rows, columns=["region", "day", "user", "source", "votes"])
+    frame = pd.DataFrame(rows, columns=["pair_id", "region", "user", "choice"])
+    frame["choice"] = [getattr(c, "value", c) for c in frame["choice"]]
+    return frame
+
+
+def _names(session: Session, model, column) -> dict[int, str]:
+    return dict(session.execute(select(model.id, column)).all())
+
+
+def _totals(session: Session, table, tail, columns: list[str]) -> pd.DataFrame:
+    """The rollup ``table``'s rows plus the same aggregate over the votes after the watermark."""
+    rolled = session.execute(select(*(table.__table__.c[c] for c in columns))).all()
+    fresh = session.execute(tail(session, rollups.watermark(session), None)).all()
+    frame = pd.DataFrame([*rolled, *fresh], columns=columns)
+    if "choice" in frame.columns:
+        frame["choice"] = [getattr(c, "value", c) for c in frame["choice"]]
+    return frame
+
+
+def comparison_counts(session: Session) -> pd.DataFrame:
+    """Human votes between two different versions on non-gold pairs, per (region, week, model_a < model_b)."""
+    columns = ["region", "week", "model_a", "model_b", "a_wins", "b_wins", "ties", "both_bad"]
+    raw = _totals(session, RollupComparison, rollups.comparisons,
+                  ["day", "region_id", "model_a_id", "model_b_id", "choice", "votes"])
+    if raw.empty:
+        return pd.DataFrame({c: pd.Series(dtype="int64") for c in columns}).astype(
+            {"region": "object", "week": "datetime64[ns]"})
+    raw["region"] = raw["region_id"].map(_names(session, Region, Region.code))
+    swap = raw["model_a_id"] > raw["model_b_id"]  # canonical orientation: the smaller id is model_a
+    raw["model_a"] = raw["model_a_id"].where(~swap, raw["model_b_id"])
+    raw["model_b"] = raw["model_b_id"].where(~swap, raw["model_a_id"])
+    raw.loc[swap, "choice"] = raw.loc[swap, "choice"].map({"a": "b", "b": "a", "tie": "tie", "both_bad": "both_bad"})
+    raw["week"] = _week_of(raw["day"])
+    out = raw.pivot_table(index=["region", "week", "model_a", "model_b"], columns="choice", values="votes",
+                          aggfunc="sum", fill_value=0)
+    out = out.reindex(columns=list(CHOICES), fill_value=0).rename(
+        columns={"a": "a_wins", "b": "b_wins", "tie": "ties"}).reset_index()
+    out.columns.name = None
+    return out[columns].astype({c: "int64" for c in columns[2:]})
+
+
+REVIEWER_COLUMNS = ["day", "region_id", "user_id", "source", "votes", "decisive_votes", "left_picks", "gold_votes",
+                    "gold_correct"]
+
+
+def _reviewer_days(session: Session) -> pd.DataFrame:
+    frame = _totals(session, RollupReviewer, rollups.reviewers, REVIEWER_COLUMNS)
+    frame["region"] = frame["region_id"].map(_names(session, Region, Region.code))
+    frame["user"] = frame["user_id"].map(_names(session, User, User.username))
     frame["day"] = pd.to_datetime(frame["day"])
     return frame
 
 
-def reason_tag_counts(session: Session) -> pd.DataFrame:
-    """How often each reason tag was given, per region and per version the vote preferred.
+def votes_per_day(session: Session) -> pd.DataFrame:
+    """Votes per (region, UTC day, reviewer, source): throughput charts without loading single votes."""
+    frame = _reviewer_days(session)
+    return (frame.groupby(["region", "day", "user", "source"], as_index=False)["votes"].sum()
+            .astype({"votes": "int64"})[["region", "day", "user", "source", "votes"]])
 
-    A tag on a decisive vote explains the winner; on a tie or "both bad" it is attributed to both versions.
-    """
-    winner_a = select(Vote.region_id, Vote.choice, Pair.model_a_id.label("model"), Tag.name) \
-        .join(Pair, Vote.pair_id == Pair.id).join(vote_tags, vote_tags.c.vote_id == Vote.id) \
-        .join(Tag, Tag.id == vote_tags.c.tag_id).where(Vote.choice != Choice.b, Pair.is_gold.is_(False))
-    winner_b = select(Vote.region_id, Vote.choice, Pair.model_b_id.label("model"), Tag.name) \
-        .join(Pair, Vote.pair_id == Pair.id).join(vote_tags, vote_tags.c.vote_id == Vote.id) \
-        .join(Tag, Tag.id == vote_tags.c.tag_id).where(Vote.choice != Choice.a, Pair.is_gold.is_(False))
-    both = winner_a.union_all(winner_b).subquery()
-    region = aliased(Region)
-    rows = session.execute(
-        select(region.code, both.c.model, both.c.name, func.count())
-        .join(region, region.id == both.c.region_id).group_by(region.code, both.c.model, both.c.name)
-    ).all()
-    return pd.DataFrame(rows, columns=["region", "version_id", "tag", "votes"])
+
+def reviewer_activity(session: Session) -> pd.DataFrame:
+    """Per reviewer and region: votes, decisive (a/b) votes, how many of those picked the side shown left, gold
+    votes and how many matched the known answer; import votes left out."""
+    columns = ["votes", "decisive_votes", "left_picks", "gold_votes", "gold_correct"]
+    frame = _reviewer_days(session)
+    frame = frame[frame["source"] != "import"]
+    out = frame.groupby(["user", "region"], as_index=False)[columns].sum()
+    return out[["user", "region", *columns]].astype({c: "int64" for c in columns})
+
+
+def seconds_medians(session: Session) -> pd.DataFrame:
+    """Median seconds per vote (to a tenth of a second) and timed votes per reviewer, from the histogram."""
+    hist = _totals(session, RollupSeconds, rollups.seconds, ["user_id", "tenths", "votes"])
+    hist = hist.groupby(["user_id", "tenths"], as_index=False)["votes"].sum().sort_values(["user_id", "tenths"])
+    users = _names(session, User, User.username)
+    out = []
+    for user_id, part in hist.groupby("user_id", sort=False):
+        values, weights = part["tenths"].to_numpy(dtype=float) / 10, part["votes"].to_numpy()
+        total, cum = int(weights.sum()), weights.cumsum()
+        lower = values[(cum >= (total + 1) // 2).argmax()]
+        upper = values[(cum >= total // 2 + 1).argmax()]
+        out.append({"user": users[user_id], "median_seconds": (lower + upper) / 2, "timed_votes": total})
+    return pd.DataFrame(out, columns=["user", "median_seconds", "timed_votes"]).sort_values("user").reset_index(
+        drop=True)
+
+
+def reason_tag_counts(session: Session) -> pd.DataFrame:
+    """How often each reason tag was given, per region and per version the vote preferred (on a tie or "both
+    bad", both versions)."""
+    frame = _totals(session, RollupTag, rollups.tags, ["region_id", "model_id", "tag_id", "votes"])
+    frame = frame.groupby(["region_id", "model_id", "tag_id"], as_index=False)["votes"].sum()
+    return pd.DataFrame({"region": frame["region_id"].map(_names(session, Region, Region.code)),
+                         "version_id": frame["model_id"], "tag": frame["tag_id"].map(_names(session, Tag, Tag.name)),
+                         "votes": frame["votes"].astype("int64")})
 
 
 def round_metrics(session: Session) -> pd.DataFrame:

@@ -14,9 +14,9 @@ import altair as alt
 import pandas as pd
 from sqlalchemy.orm import Session
 
-from db import queries
+from db import queries, rollups
 from db.queries import ALL_REGIONS
-from rewards.quality import agreement, position_bias, reviewer_quality
+from rewards.quality import agreement, position_bias_from, reviewer_quality_from
 from rewards.ratings import bradley_terry, version_win_rates
 
 BOOTSTRAP_RESAMPLES = 200
@@ -81,20 +81,22 @@ def load_dashboard(session: Session, n_boot: int = BOOTSTRAP_RESAMPLES, seed: in
         timings[name] = time.perf_counter() - start
         return out
 
+    timed("refresh_totals", rollups.refresh, session)  # fold in the votes that became final since last time
     counts = timed("query_counts", queries.comparison_counts, session)
     versions = timed("query_versions", queries.versions_frame, session)
     daily = timed("query_daily", queries.votes_per_day, session)
-    votes = timed("query_votes", queries.vote_records, session)
+    activity = timed("query_activity", queries.reviewer_activity, session)
+    medians = timed("query_seconds", queries.seconds_medians, session)
+    shared = timed("query_shared", queries.shared_votes, session)
     tag_counts = timed("query_tags", queries.reason_tag_counts, session)
     rm = timed("query_rounds", queries.round_metrics, session)
 
     win_rates = timed("win_rates", version_win_rates, counts, versions)
     weekly = timed("weekly", version_win_rates, counts, versions, by="week")
     leaderboard = timed("bradley_terry", bradley_terry, counts, versions, n_boot=n_boot, seed=seed)
-    human = votes[votes["source"] != "import"]
-    agree = timed("agreement", agreement, human)
-    reviewers = timed("reviewers", reviewer_quality, human)
-    position = position_bias(human) if not human.empty else {}
+    agree = timed("agreement", agreement, shared)
+    reviewers = timed("reviewers", reviewer_quality_from, activity, medians, shared)
+    position = position_bias_from(activity) if not activity.empty else {}
 
     by_reviewer = (daily.groupby(["region", "user"], as_index=False)["votes"].sum()
                    .sort_values(["region", "votes"], ascending=[True, False]).reset_index(drop=True))

@@ -1,13 +1,17 @@
 """Reviewer quality: agreement between reviewers, accuracy on gold pairs, position bias, speed.
 
-Everything works on the votes frame of ``db.queries.vote_records`` (one row per human vote; columns vote_id,
-pair_id, region, user, choice, shown_left, seconds_taken, is_gold, gold_choice, source, ...), so it needs neither
-the database nor Streamlit. Votes with source "import" are left out everywhere: they were attributed to the import
-account, which saw no sides and took no time, so they say nothing about how anyone reviews.
+Two ways in, the same numbers out:
 
-    votes = vote_records(session)
-    agreement(votes)          # Krippendorff's alpha per region
-    reviewer_quality(votes)   # one row per reviewer, with the reasons a reviewer is flagged
+* the votes frame of ``db.queries.vote_records`` (one row per human vote; columns vote_id, pair_id, region, user,
+  choice, shown_left, seconds_taken, is_gold, gold_choice, source, ...): ``agreement(votes)``,
+  ``reviewer_quality(votes)``, ``position_bias(votes)``; simple, for tests and small databases;
+* at scale, what the database already summed up: ``db.queries.reviewer_activity`` (counts per reviewer and
+  region), ``seconds_medians`` and ``shared_votes`` (votes on the most recent multiply-reviewed pairs), fed to
+  ``reviewer_quality_from`` and ``position_bias_from``; ``summarize(votes)`` builds the same three from a votes
+  frame, which is how the two ways are kept equal.
+
+Votes with source "import" are left out everywhere: they were attributed to the import account, which saw no
+sides and took no time, so they say nothing about how anyone reviews.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from scipy import stats
 
 CATEGORIES = ("a", "b", "tie", "both_bad")  # nominal codes 0..3 in the reliability matrix
 ALL_REGIONS = "All regions"
+ACTIVITY_COLUMNS = ["user", "region", "votes", "decisive_votes", "left_picks", "gold_votes", "gold_correct"]
 AGREEMENT_COLUMNS = ["region", "alpha", "pairs", "votes", "reviewers"]
 QUALITY_COLUMNS = [
     "user", "votes", "regions", "gold_votes", "gold_correct", "gold_accuracy", "decisive_votes", "left_share",
@@ -27,8 +32,9 @@ QUALITY_COLUMNS = [
 
 
 def reviewer_votes(votes: pd.DataFrame) -> pd.DataFrame:
-    """The votes that reflect a person's (or a simulated reviewer's) behaviour: all but source "import"."""
-    return votes[votes["source"] != "import"]
+    """The votes that reflect a person's (or a simulated reviewer's) behaviour: all but source "import" (frames
+    without a source column come from queries that left those out already)."""
+    return votes[votes["source"] != "import"] if "source" in votes.columns else votes
 
 
 def _multiply_reviewed(votes: pd.DataFrame) -> pd.DataFrame:
@@ -85,8 +91,30 @@ def _binom_p(left: int, n: int) -> float:
 
 def position_bias(votes: pd.DataFrame) -> dict:
     """Over all reviewer votes: share of decisive votes for the left side, their count, two-sided binomial p."""
-    n, left = _left_picks(reviewer_votes(votes))
+    return position_bias_from(summarize(votes)[0])
+
+
+def position_bias_from(activity: pd.DataFrame) -> dict:
+    n, left = int(activity["decisive_votes"].sum()), int(activity["left_picks"].sum())
     return {"left_share": left / n if n else float("nan"), "n": n, "p_value": _binom_p(left, n)}
+
+
+def summarize(votes: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """A votes frame as the database sums it up: (activity per reviewer and region, median seconds per reviewer,
+    votes on multiply-reviewed pairs) — the inputs of ``reviewer_quality_from``."""
+    votes = reviewer_votes(votes)
+    decisive = votes["choice"].isin(("a", "b"))
+    gold = votes["is_gold"].astype(bool) & votes["gold_choice"].notna()
+    parts = votes.assign(votes=1, decisive_votes=decisive.astype(int),
+                         left_picks=(decisive & (votes["choice"] == votes["shown_left"])).astype(int),
+                         gold_votes=gold.astype(int), gold_correct=(gold & (votes["choice"] == votes["gold_choice"]))
+                         .astype(int))
+    activity = parts.groupby(["user", "region"], as_index=False)[ACTIVITY_COLUMNS[2:]].sum()
+    timed = votes.dropna(subset=["seconds_taken"])
+    medians = timed.groupby("user", as_index=False).agg(median_seconds=("seconds_taken", "median"),
+                                                        timed_votes=("seconds_taken", "size"))
+    shared = _multiply_reviewed(votes)[["pair_id", "region", "user", "choice"]]
+    return activity[ACTIVITY_COLUMNS], medians, shared.reset_index(drop=True)
 
 
 def _majority_matches(votes: pd.DataFrame) -> pd.DataFrame:
@@ -131,37 +159,59 @@ def reviewer_quality(
         >>> quality = reviewer_quality(votes)
         >>> quality.loc[quality["flagged"], ["user", "reasons"]]
     """
-    votes = reviewer_votes(votes)
-    matches = _majority_matches(votes)
+    return reviewer_quality_from(*summarize(votes), min_gold=min_gold, min_gold_accuracy=min_gold_accuracy,
+                                 min_decisive=min_decisive, max_position_p=max_position_p, min_timed=min_timed,
+                                 min_median_seconds=min_median_seconds, min_compared=min_compared,
+                                 min_majority_agreement=min_majority_agreement)
+
+
+def reviewer_quality_from(
+    activity: pd.DataFrame,
+    medians: pd.DataFrame,
+    shared: pd.DataFrame,
+    min_gold: int = 5,
+    min_gold_accuracy: float = 0.6,
+    min_decisive: int = 20,
+    max_position_p: float = 0.01,
+    min_timed: int = 10,
+    min_median_seconds: float = 3.0,
+    min_compared: int = 10,
+    min_majority_agreement: float = 0.5,
+) -> pd.DataFrame:
+    """``reviewer_quality`` from the summed-up inputs (see ``summarize``); one row per reviewer in ``activity``."""
+    matches = _majority_matches(shared)
+    per_user = matches.groupby("user")["agrees"].agg(["sum", "size"]) if not matches.empty else None
+    times = medians.set_index("user") if not medians.empty else None
     rows = []
-    for user, own in votes.groupby("user", sort=True):
-        gold = own[own["is_gold"].astype(bool) & own["gold_choice"].notna()]
-        gold_correct = int((gold["choice"] == gold["gold_choice"]).sum())
-        decisive, left = _left_picks(own)
-        seconds = own["seconds_taken"].dropna()
-        agrees = matches.loc[matches["user"] == user, "agrees"]
+    for user, own in activity.groupby("user", sort=True):
+        gold_votes, gold_correct = int(own["gold_votes"].sum()), int(own["gold_correct"].sum())
+        decisive, left = int(own["decisive_votes"].sum()), int(own["left_picks"].sum())
+        timed = int(times.at[user, "timed_votes"]) if times is not None and user in times.index else 0
+        agreed, compared = ((int(per_user.at[user, "sum"]), int(per_user.at[user, "size"]))
+                            if per_user is not None and user in per_user.index else (0, 0))
         row = {
-            "user": user, "votes": len(own), "regions": ", ".join(sorted(own["region"].unique())),
-            "gold_votes": len(gold), "gold_correct": gold_correct,
-            "gold_accuracy": gold_correct / len(gold) if len(gold) else float("nan"),
+            "user": user, "votes": int(own["votes"].sum()), "regions": ", ".join(sorted(own["region"].unique())),
+            "gold_votes": gold_votes, "gold_correct": gold_correct,
+            "gold_accuracy": gold_correct / gold_votes if gold_votes else float("nan"),
             "decisive_votes": decisive, "left_share": left / decisive if decisive else float("nan"),
             "position_p": _binom_p(left, decisive),
-            "timed_votes": len(seconds), "median_seconds": float(seconds.median()) if len(seconds) else float("nan"),
-            "compared_votes": len(agrees),
-            "majority_agreement": float(agrees.mean()) if len(agrees) else float("nan"),
+            "timed_votes": timed,
+            "median_seconds": float(times.at[user, "median_seconds"]) if timed else float("nan"),
+            "compared_votes": compared,
+            "majority_agreement": agreed / compared if compared else float("nan"),
         }
         reasons = []
-        if row["gold_votes"] >= min_gold and row["gold_accuracy"] < min_gold_accuracy:
-            reasons.append(f"gold accuracy {row['gold_accuracy']:.0%} ({gold_correct}/{len(gold)}) "
+        if gold_votes >= min_gold and row["gold_accuracy"] < min_gold_accuracy:
+            reasons.append(f"gold accuracy {row['gold_accuracy']:.0%} ({gold_correct}/{gold_votes}) "
                            f"below {min_gold_accuracy:.0%}")
         if decisive >= min_decisive and row["position_p"] < max_position_p:
             side, share = ("left", row["left_share"]) if left * 2 >= decisive else ("right", 1 - row["left_share"])
             reasons.append(f"picks the {side} side {share:.0%} of the time (p={row['position_p']:.2g})")
-        if row["timed_votes"] >= min_timed and row["median_seconds"] < min_median_seconds:
+        if timed >= min_timed and row["median_seconds"] < min_median_seconds:
             reasons.append(f"median {row['median_seconds']:.1f} s per vote, under {min_median_seconds:g} s")
-        if row["compared_votes"] >= min_compared and row["majority_agreement"] < min_majority_agreement:
+        if compared >= min_compared and row["majority_agreement"] < min_majority_agreement:
             reasons.append(f"agrees with other reviewers {row['majority_agreement']:.0%} of the time "
-                           f"({int(agrees.sum())}/{len(agrees)})")
+                           f"({agreed}/{compared})")
         rows.append(row | {"flagged": bool(reasons), "reasons": "; ".join(reasons)})
     frame = pd.DataFrame(rows, columns=QUALITY_COLUMNS)
     return frame.astype({"flagged": bool}) if not frame.empty else frame

@@ -176,3 +176,51 @@ def test_empty_frame():
     empty = frame([vote(1, "import", "a", source="import")])
     assert reviewer_quality(empty).empty
     assert agreement(empty).to_dict("records")[0]["pairs"] == 0
+
+
+def test_the_database_sums_up_votes_as_summarize_does(any_engine, mini_data):
+    """reviewer_activity / seconds_medians / shared_votes give reviewer_quality_from what summarize gives it."""
+    import random
+
+    from collect.ingest import import_examples, import_regions
+    from collect.tags import ensure_default_tags
+    from db import queries
+    from db.models import Choice, Pair, Side, Vote
+    from db.session import session_scope
+    from rewards.quality import reviewer_quality_from, summarize
+    from tests.conftest import login_as, make_pairs
+
+    with session_scope(any_engine) as s:
+        ensure_default_tags(s)
+        for d in sorted(mini_data.iterdir()):
+            import_regions(s, d / "region.json")
+        s.flush()
+        for d in sorted(mini_data.iterdir()):
+            import_examples(s, d / "examples.jsonl", region=d.name)
+    pairs = make_pairs(any_engine, "en-GB-leeds", 12) + make_pairs(any_engine, "en-AU-perth", 12)
+    users = [login_as(any_engine, f"r{i}", regions=["en-GB-leeds", "en-AU-perth"]) for i in range(4)]
+    importer = login_as(any_engine, "importer", roles=("engineer",))
+    rng = random.Random(5)
+    with session_scope(any_engine) as s:
+        for pid in pairs[:6]:
+            pair = s.get(Pair, pid)
+            pair.is_gold, pair.gold_choice = True, Choice.a
+        for pid in pairs:
+            region = s.get(Pair, pid).region_id
+            s.get(Pair, pid).reviews_wanted = 3 if pid % 2 else 1
+            for user in rng.sample(users, 3 if pid % 2 else 1):
+                s.add(Vote(pair_id=pid, user_id=user.id, region_id=region, choice=rng.choice(list(Choice)),
+                           shown_left=rng.choice(list(Side)), seconds_taken=rng.choice([None, 1.5, 2.0, 7.3, 12.0]),
+                           source=rng.choice(["review", "simulated"])))
+        s.add(Vote(pair_id=pairs[1], user_id=importer.id, region_id=s.get(Pair, pairs[1]).region_id,
+                   choice=Choice.b, shown_left=Side.a, source="import"))  # left out by both ways
+    with session_scope(any_engine) as s:
+        from_db = (queries.reviewer_activity(s), queries.seconds_medians(s), queries.shared_votes(s))
+        from_frame = summarize(queries.vote_records(s))
+    key = ["user", "region"]
+    pd.testing.assert_frame_equal(from_db[0].sort_values(key).reset_index(drop=True),
+                                  from_frame[0].sort_values(key).reset_index(drop=True), check_dtype=False)
+    quality_db = reviewer_quality_from(*from_db, min_gold=1, min_decisive=1, min_timed=1, min_compared=1)
+    quality_frame = reviewer_quality_from(*from_frame, min_gold=1, min_decisive=1, min_timed=1, min_compared=1)
+    pd.testing.assert_frame_equal(quality_db, quality_frame, check_dtype=False)
+    assert quality_db["compared_votes"].sum() > 0 and quality_db["gold_votes"].sum() > 0

@@ -2,6 +2,7 @@
 
 import math
 import random
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
@@ -224,3 +225,15 @@ def test_review_policy_from_env():
     rng = random.Random(3)
     wanted = Counter(ReviewPolicy(agreement_share=0.25).reviews_for_new_pair(rng) for _ in range(4000))
     assert set(wanted) == {1, 3} and wanted[3] / 4000 == pytest.approx(0.25, abs=0.02)
+
+
+def test_cached_counts_are_read_in_the_background(loaded):
+    ids = lineage(loaded)
+    cached = ReviewPolicy(gold_rate=0.0, agreement_share=0.0, stats_ttl=60)
+    with session_scope(loaded) as s:
+        assert scheduler._targets(s, ids["region"], cached) == []  # nobody waits: the oldest open pair serves
+    deadline = time.monotonic() + 20
+    while not scheduler._VIEWS and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with session_scope(loaded) as s:
+        assert {t.kind for t in scheduler._targets(s, ids["region"], cached)} == {"base", "parent"}
