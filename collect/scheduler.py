@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 Z95 = 1.959963984540054
 DONE_WEIGHT = 0.1  # a comparison already as precise as leads need still improves, at a tenth of the priority
-CANDIDATES = 8  # open pairs considered per pick: concurrent reviewers spread over them instead of racing for one
+CANDIDATES = 8  # pairs considered per pick outside the targets
 
 
 @dataclass
@@ -225,16 +225,25 @@ def _claim(session: Session, pair_ids: Sequence[int], user_id: int, rng: random.
     return None
 
 
+def _free(session: Session, stmt, limit: int) -> list[int]:
+    """The first ``limit`` ids of ``stmt`` that no other request is claiming right now, locked for this one
+    (PostgreSQL's SKIP LOCKED: concurrent reviewers take different pairs instead of queueing on one row; SQLite,
+    which serialises writers anyway, ignores it). When every candidate is being claimed, they are returned
+    unlocked, and the claim waits for the other request to finish rather than giving up."""
+    stmt = stmt.order_by(Pair.id).limit(limit)
+    return list(session.scalars(stmt.with_for_update(skip_locked=True, of=Pair))) or list(session.scalars(stmt))
+
+
 def _target_pairs(session: Session, target: Target, user_id: int | None) -> list[int]:
-    """The oldest few open pairs of the target (that ``user_id`` has never seen, if given)."""
+    """The oldest free open pair of the target in each orientation (that ``user_id`` has never seen, if given)."""
     ids: list[int] = []
     for a, b in ((target.new_id, target.old_id), (target.old_id, target.new_id)):
         stmt = select(Pair.id).where(Pair.region_id == target.region_id, Pair.model_a_id == a, Pair.model_b_id == b,
                                      _is_open())
         if user_id is not None:
             stmt = stmt.where(_not_seen_by(user_id))
-        ids += session.scalars(stmt.order_by(Pair.id).limit(CANDIDATES)).all()
-    return sorted(ids)[:CANDIDATES]
+        ids += _free(session, stmt, 1)
+    return sorted(ids)
 
 
 def make_more_pairs(session: Session, target: Target, policy: ReviewPolicy) -> int:
@@ -290,14 +299,13 @@ def next_assignment(session: Session, user_id: int, region_ids: tuple[int, ...],
             ids = _target_pairs(session, target, user_id)
         if not ids and not _target_pairs(session, target, None):
             target.exhausted_until = now + max(policy.stats_ttl, 1.0)  # nobody has anything here: don't look again
-        if (assignment := _claim(session, rng.sample(ids, len(ids)), user_id, rng)) is not None:
+        if (assignment := _claim(session, ids, user_id, rng)) is not None:
             target.pending += 1
             return assignment
         targets.remove(target)
 
-    for _ in range(3):  # pairs outside the targets, oldest first; concurrent reviewers may take the first few
-        ids = list(session.scalars(select(Pair.id).where(Pair.region_id.in_(region_ids), _is_open(), seen)
-                                   .order_by(Pair.id).limit(CANDIDATES)))
+    for _ in range(3):  # pairs outside the targets, oldest first
+        ids = _free(session, select(Pair.id).where(Pair.region_id.in_(region_ids), _is_open(), seen), CANDIDATES)
         if not ids:
             break
         if (assignment := _claim(session, ids, user_id, rng)) is not None:

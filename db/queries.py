@@ -136,7 +136,9 @@ REVIEWER_COLUMNS = ["day", "region_id", "user_id", "source", "votes", "decisive_
                     "gold_correct"]
 
 
-def _reviewer_days(session: Session) -> pd.DataFrame:
+def reviewer_days(session: Session) -> pd.DataFrame:
+    """Per (day, region, reviewer, source): votes, decisive ones, left-side picks, gold votes and correct ones
+    (the input of ``votes_per_day`` and ``reviewer_activity``, read once for both)."""
     frame = _totals(session, RollupReviewer, rollups.reviewers, REVIEWER_COLUMNS)
     frame["region"] = frame["region_id"].map(_names(session, Region, Region.code))
     frame["user"] = frame["user_id"].map(_names(session, User, User.username))
@@ -144,25 +146,26 @@ def _reviewer_days(session: Session) -> pd.DataFrame:
     return frame
 
 
-def votes_per_day(session: Session) -> pd.DataFrame:
+def votes_per_day(session: Session, days: pd.DataFrame | None = None) -> pd.DataFrame:
     """Votes per (region, UTC day, reviewer, source): throughput charts without loading single votes."""
-    frame = _reviewer_days(session)
+    frame = reviewer_days(session) if days is None else days
     return (frame.groupby(["region", "day", "user", "source"], as_index=False)["votes"].sum()
             .astype({"votes": "int64"})[["region", "day", "user", "source", "votes"]])
 
 
-def reviewer_activity(session: Session) -> pd.DataFrame:
+def reviewer_activity(session: Session, days: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per reviewer and region: votes, decisive (a/b) votes, how many of those picked the side shown left, gold
     votes and how many matched the known answer; import votes left out."""
     columns = ["votes", "decisive_votes", "left_picks", "gold_votes", "gold_correct"]
-    frame = _reviewer_days(session)
+    frame = reviewer_days(session) if days is None else days
     frame = frame[frame["source"] != "import"]
     out = frame.groupby(["user", "region"], as_index=False)[columns].sum()
     return out[["user", "region", *columns]].astype({c: "int64" for c in columns})
 
 
 def seconds_medians(session: Session) -> pd.DataFrame:
-    """Median seconds per vote (to a tenth of a second) and timed votes per reviewer, from the histogram."""
+    """Median seconds per vote and timed votes per reviewer, from the histogram of ``db.rollups.seconds`` (exact to
+    a tenth of a second below 10 s, to the second above)."""
     hist = _totals(session, RollupSeconds, rollups.seconds, ["user_id", "tenths", "votes"])
     hist = hist.groupby(["user_id", "tenths"], as_index=False)["votes"].sum().sort_values(["user_id", "tenths"])
     users = _names(session, User, User.username)

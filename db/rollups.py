@@ -74,8 +74,12 @@ def reviewers(session: Session, lo: int, hi: int | None) -> Select:
 
 
 def seconds(session: Session, lo: int, hi: int | None) -> Select:
-    """Per reviewer: how many timed votes took each tenth of a second (import votes have no time)."""
-    tenths = cast(func.round(Vote.seconds_taken * 10), RollupSeconds.tenths.type).label("tenths")
+    """Per reviewer: a histogram of seconds per vote in tenths of a second, to the tenth below 10 s and to the
+    second above (where no quality threshold lives), so a reviewer has a couple of hundred buckets at most.
+    Import votes have no time."""
+    taken = Vote.seconds_taken
+    tenths = cast(case((taken < 10, func.round(taken * 10)), else_=func.round(taken) * 10),
+                  RollupSeconds.tenths.type).label("tenths")
     return (select(Vote.user_id, tenths, func.count().label("votes"))
             .where(_range(lo, hi), Vote.seconds_taken.is_not(None), Vote.source != "import")
             .group_by(Vote.user_id, tenths))

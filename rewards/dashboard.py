@@ -84,8 +84,9 @@ def load_dashboard(session: Session, n_boot: int = BOOTSTRAP_RESAMPLES, seed: in
     timed("refresh_totals", rollups.refresh, session)  # fold in the votes that became final since last time
     counts = timed("query_counts", queries.comparison_counts, session)
     versions = timed("query_versions", queries.versions_frame, session)
-    daily = timed("query_daily", queries.votes_per_day, session)
-    activity = timed("query_activity", queries.reviewer_activity, session)
+    days = timed("query_reviewer_days", queries.reviewer_days, session)
+    daily = queries.votes_per_day(session, days)
+    activity = queries.reviewer_activity(session, days)
     medians = timed("query_seconds", queries.seconds_medians, session)
     shared = timed("query_shared", queries.shared_votes, session)
     tag_counts = timed("query_tags", queries.reason_tag_counts, session)

@@ -180,17 +180,20 @@ def reviewer_quality_from(
 ) -> pd.DataFrame:
     """``reviewer_quality`` from the summed-up inputs (see ``summarize``); one row per reviewer in ``activity``."""
     matches = _majority_matches(shared)
-    per_user = matches.groupby("user")["agrees"].agg(["sum", "size"]) if not matches.empty else None
+    agreed = matches.groupby("user")["agrees"].agg(["sum", "size"]) if not matches.empty else None
     times = medians.set_index("user") if not medians.empty else None
+    totals = activity.groupby("user", sort=True).agg(
+        votes=("votes", "sum"), regions=("region", lambda r: ", ".join(sorted(set(r)))),
+        gold_votes=("gold_votes", "sum"), gold_correct=("gold_correct", "sum"),
+        decisive=("decisive_votes", "sum"), left=("left_picks", "sum"))
     rows = []
-    for user, own in activity.groupby("user", sort=True):
-        gold_votes, gold_correct = int(own["gold_votes"].sum()), int(own["gold_correct"].sum())
-        decisive, left = int(own["decisive_votes"].sum()), int(own["left_picks"].sum())
+    for user, t in zip(totals.index, totals.itertuples(index=False), strict=True):
+        gold_votes, gold_correct, decisive, left = int(t.gold_votes), int(t.gold_correct), int(t.decisive), int(t.left)
         timed = int(times.at[user, "timed_votes"]) if times is not None and user in times.index else 0
-        agreed, compared = ((int(per_user.at[user, "sum"]), int(per_user.at[user, "size"]))
-                            if per_user is not None and user in per_user.index else (0, 0))
+        agreed_n, compared = ((int(agreed.at[user, "sum"]), int(agreed.at[user, "size"]))
+                              if agreed is not None and user in agreed.index else (0, 0))
         row = {
-            "user": user, "votes": int(own["votes"].sum()), "regions": ", ".join(sorted(own["region"].unique())),
+            "user": user, "votes": int(t.votes), "regions": t.regions,
             "gold_votes": gold_votes, "gold_correct": gold_correct,
             "gold_accuracy": gold_correct / gold_votes if gold_votes else float("nan"),
             "decisive_votes": decisive, "left_share": left / decisive if decisive else float("nan"),
@@ -198,7 +201,7 @@ def reviewer_quality_from(
             "timed_votes": timed,
             "median_seconds": float(times.at[user, "median_seconds"]) if timed else float("nan"),
             "compared_votes": compared,
-            "majority_agreement": agreed / compared if compared else float("nan"),
+            "majority_agreement": agreed_n / compared if compared else float("nan"),
         }
         reasons = []
         if gold_votes >= min_gold and row["gold_accuracy"] < min_gold_accuracy:
@@ -211,7 +214,7 @@ def reviewer_quality_from(
             reasons.append(f"median {row['median_seconds']:.1f} s per vote, under {min_median_seconds:g} s")
         if compared >= min_compared and row["majority_agreement"] < min_majority_agreement:
             reasons.append(f"agrees with other reviewers {row['majority_agreement']:.0%} of the time "
-                           f"({agreed}/{compared})")
+                           f"({agreed_n}/{compared})")
         rows.append(row | {"flagged": bool(reasons), "reasons": "; ".join(reasons)})
     frame = pd.DataFrame(rows, columns=QUALITY_COLUMNS)
     return frame.astype({"flagged": bool}) if not frame.empty else frame
