@@ -27,12 +27,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine, and_, exists, func, or_, select, update
+from sqlalchemy import Engine, and_, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from collect.pairing import make_pairs, pairs_per_prompt
 from collect.policy import ReviewPolicy
+from db import rollups
 from db.models import Assignment, Generation, ModelVersion, Pair, Prompt, Side, VersionStatus, Vote
 from rewards.winrate import win_rate_counts
 
@@ -124,23 +125,18 @@ def read_targets(session: Session, region_id: int) -> list[Target]:
             wanted[(vid, base)] = Target(region_id, vid, base, "base")
     if not wanted:
         return []
-    either = or_(*(or_(and_(Pair.model_a_id == a, Pair.model_b_id == b),
-                       and_(Pair.model_a_id == b, Pair.model_b_id == a)) for a, b in wanted))
-    # one pass over the region's pairs of these comparisons (ix_pairs_comparison) and their votes: a comparison
-    # with pairs is a target even before its first vote
-    rows = session.execute(
-        select(Pair.model_a_id, Pair.model_b_id, Vote.choice, func.count(Pair.id))
-        .outerjoin(Vote, Vote.pair_id == Pair.id)
-        .where(Pair.region_id == region_id, ~Pair.is_gold, either)
-        .group_by(Pair.model_a_id, Pair.model_b_id, Vote.choice)
-    ).all()
-    targets: dict[tuple[int, int], Target] = {}
-    for ma, mb, choice, n in rows:
-        key = (ma, mb) if (ma, mb) in wanted else (mb, ma)
-        t = targets.setdefault(key, wanted[key])
-        if choice is None or choice.value == "both_bad":
-            continue  # a pair nobody judged yet; "both bad" says nothing about which is better
-        winner = {"a": ma, "b": mb}.get(choice.value)
+    present = set()
+    for a, b in wanted:  # a comparison with pairs in the region is a target even before its first vote
+        exists_ = select(Pair.id).where(Pair.region_id == region_id, or_(
+            and_(Pair.model_a_id == a, Pair.model_b_id == b), and_(Pair.model_a_id == b, Pair.model_b_id == a)))
+        if session.scalar(exists_.limit(1)) is not None:
+            present.add((a, b))
+    targets = {key: wanted[key] for key in present}
+    for ma, mb, choice, n in rollups.comparison_totals(session, region_id, list(targets)):
+        t = targets[(ma, mb)] if (ma, mb) in targets else targets[(mb, ma)]
+        if choice == "both_bad":
+            continue  # says nothing about which is better
+        winner = {"a": ma, "b": mb}.get(choice)
         if winner is None:
             t.ties += n
         elif winner == t.new_id:
@@ -153,6 +149,8 @@ def read_targets(session: Session, region_id: int) -> list[Target]:
 def _refresh(engine: Engine, key: tuple[str, int], lock: threading.Lock) -> None:
     try:
         with Session(engine) as session:
+            rollups.refresh(session)  # fold final votes into the running totals: the counts below stay cheap
+            session.commit()
             _VIEWS[key] = _RegionView(time.monotonic(), read_targets(session, key[1]))
     except Exception:  # the old counts keep serving; the next expiry tries again
         log.exception("re-reading the scheduler's vote counts for region %s failed", key[1])

@@ -164,3 +164,22 @@ def refresh(session: Session, now: datetime | None = None) -> int:
     session.flush()
     session.refresh(state)
     return high
+
+
+def comparison_totals(session: Session, region_id: int, versions: list[tuple[int, int]]) -> list[tuple]:
+    """(model_a, model_b, choice, votes) for the given comparisons (either orientation) in one region: the running
+    totals plus the votes after the watermark. What the scheduler needs, in milliseconds at millions of votes."""
+    if not versions:
+        return []
+    wanted = {frozenset(c) for c in versions}
+    ids = sorted({m for c in versions for m in c})
+    t = RollupComparison
+    rolled = session.execute(
+        select(t.model_a_id, t.model_b_id, t.choice, func.sum(t.votes))
+        .where(t.region_id == region_id, t.model_a_id.in_(ids), t.model_b_id.in_(ids))
+        .group_by(t.model_a_id, t.model_b_id, t.choice)).all()
+    tail = comparisons(session, watermark(session), None).where(Vote.region_id == region_id)
+    fresh = session.execute(tail).all()
+    rows = [(a, b, c, int(n)) for a, b, c, n in rolled]
+    rows += [(a, b, getattr(c, "value", c), int(n)) for _, _, a, b, c, n in fresh]
+    return [r for r in rows if frozenset(r[:2]) in wanted]
