@@ -127,9 +127,9 @@ def read_targets(session: Session, region_id: int) -> list[Target]:
         return []
     present = set()
     for a, b in wanted:  # a comparison with pairs in the region is a target even before its first vote
-        exists_ = select(Pair.id).where(Pair.region_id == region_id, or_(
-            and_(Pair.model_a_id == a, Pair.model_b_id == b), and_(Pair.model_a_id == b, Pair.model_b_id == a)))
-        if session.scalar(exists_.limit(1)) is not None:
+        if any(session.scalar(select(Pair.id).where(Pair.region_id == region_id, Pair.model_a_id == x,
+                                                    Pair.model_b_id == y).limit(1)) is not None
+               for x, y in ((a, b), (b, a))):  # one orientation per lookup: each is an ix_pairs_comparison probe
             present.add((a, b))
     targets = {key: wanted[key] for key in present}
     for ma, mb, choice, n in rollups.comparison_totals(session, region_id, list(targets)):
