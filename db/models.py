@@ -280,6 +280,7 @@ OPEN_PAIR = {"postgresql": "assigned < reviews_wanted AND NOT is_gold",
              "sqlite": "assigned < reviews_wanted AND is_gold = 0"}
 GOLD_PAIR = {"postgresql": "is_gold", "sqlite": "is_gold = 1"}
 OPEN_ASSIGNMENT = {"postgresql": "NOT voted AND NOT skipped", "sqlite": "voted = 0 AND skipped = 0"}
+SHARED_PAIR = {"postgresql": "assigned >= 2", "sqlite": "assigned >= 2"}  # judged by several: agreement
 
 
 def partial(where: dict[str, str]) -> dict[str, Any]:
@@ -322,6 +323,7 @@ class Pair(Base):
         Index("ix_pairs_open", "region_id", "model_a_id", "model_b_id", "id", **partial(OPEN_PAIR)),
         Index("ix_pairs_open_oldest", "region_id", "id", **partial(OPEN_PAIR)),
         Index("ix_pairs_gold", "region_id", "id", **partial(GOLD_PAIR)),
+        Index("ix_pairs_shared", "id", **partial(SHARED_PAIR)),
     )
 
 

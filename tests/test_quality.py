@@ -208,7 +208,7 @@ def test_the_database_sums_up_votes_as_summarize_does(any_engine, mini_data):
             pair.is_gold, pair.gold_choice = True, Choice.a
         for pid in pairs:
             region = s.get(Pair, pid).region_id
-            s.get(Pair, pid).reviews_wanted = 3 if pid % 2 else 1
+            s.get(Pair, pid).reviews_wanted = s.get(Pair, pid).assigned = 3 if pid % 2 else 1
             for user in rng.sample(users, 3 if pid % 2 else 1):
                 s.add(Vote(pair_id=pid, user_id=user.id, region_id=region, choice=rng.choice(list(Choice)),
                            shown_left=rng.choice(list(Side)), seconds_taken=rng.choice([None, 1.5, 2.0, 7.3, 12.0]),

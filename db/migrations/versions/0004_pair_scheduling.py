@@ -20,6 +20,7 @@ OPEN_PAIR = {"postgresql": "assigned < reviews_wanted AND NOT is_gold",
              "sqlite": "assigned < reviews_wanted AND is_gold = 0"}
 GOLD_PAIR = {"postgresql": "is_gold", "sqlite": "is_gold = 1"}
 OPEN_ASSIGNMENT = {"postgresql": "NOT voted AND NOT skipped", "sqlite": "voted = 0 AND skipped = 0"}
+SHARED_PAIR = {"postgresql": "assigned >= 2", "sqlite": "assigned >= 2"}
 
 
 def partial(where: dict[str, str]) -> dict:
@@ -31,6 +32,7 @@ INDEXES = [  # name, table, columns, partial-index predicates per backend (None:
     ("ix_pairs_open", "pairs", ["region_id", "model_a_id", "model_b_id", "id"], OPEN_PAIR),
     ("ix_pairs_open_oldest", "pairs", ["region_id", "id"], OPEN_PAIR),
     ("ix_pairs_gold", "pairs", ["region_id", "id"], GOLD_PAIR),
+    ("ix_pairs_shared", "pairs", ["id"], SHARED_PAIR),
     ("ix_assignments_open", "assignments", ["user_id", "created_at", "id"], OPEN_ASSIGNMENT),
 ]
 
