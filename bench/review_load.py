@@ -812,8 +812,8 @@ def reviewer_loop(factory: sessionmaker, user: CurrentUser, start: threading.Eve
                         log.written.append(again.vote_id)
             except Exception as exc:
                 log.errors[f"double-click {_error_key(exc)}"] += 1
-        if cfg.think_s:
-            time.sleep(cfg.think_s)
+        if cfg.think_s:  # random (exponential) pauses: reviewers do not move in lockstep
+            time.sleep(rng.expovariate(1 / cfg.think_s))
 
 
 def run_reviewers(url: str, users: list[CurrentUser], cfg: LiveConfig, go: Callable[[], None]) -> ReviewerLog:
@@ -1101,7 +1101,8 @@ def main() -> int:
     parser.add_argument("--reviewers", type=int, default=32, help="concurrent simulated reviewers (default 32)")
     parser.add_argument("--seconds", type=float, default=30, help="length of the live phase (default 30)")
     parser.add_argument("--think-ms", type=float, default=0,
-                        help="pause between a reviewer's loops (default 0: as fast as the server answers)")
+                        help="mean of the random (exponential) pause between a reviewer's loops "
+                             "(default 0: as fast as the server answers)")
     parser.add_argument("--processes", type=int, default=1,
                         help="split the reviewers over this many processes (threads share one GIL per process)")
     parser.add_argument("--warmup", type=float, default=0,
