@@ -83,20 +83,26 @@ def mini_data(tmp_path) -> Path:
     return out
 
 
-@pytest.fixture
-def loaded(engine, mini_data):
-    """``engine`` with the mini regions and examples imported."""
+def load_mini(engine, mini_data: Path, codes: tuple[str, ...] | None = None):
+    """Import the tags, the mini regions (all, or ``codes``) and their examples into ``engine``; returns it."""
     from collect.ingest import import_examples, import_regions
     from collect.tags import ensure_default_tags
 
+    folders = [d for d in sorted(mini_data.iterdir()) if codes is None or d.name in codes]
     with session_scope(engine) as s:
         ensure_default_tags(s)
-        for d in sorted(mini_data.iterdir()):
+        for d in folders:
             import_regions(s, d / "region.json")
         s.flush()
-        for d in sorted(mini_data.iterdir()):
+        for d in folders:
             import_examples(s, d / "examples.jsonl", region=d.name)
     return engine
+
+
+@pytest.fixture
+def loaded(engine, mini_data):
+    """``engine`` with the mini regions and examples imported."""
+    return load_mini(engine, mini_data)
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:

@@ -183,21 +183,13 @@ def test_the_database_sums_up_votes_as_summarize_does(any_engine, mini_data):
     """reviewer_activity / seconds_medians / shared_votes give reviewer_quality_from what summarize gives it."""
     import random
 
-    from collect.ingest import import_examples, import_regions
-    from collect.tags import ensure_default_tags
     from db import queries
     from db.models import Choice, Pair, Side, Vote
     from db.session import session_scope
     from rewards.quality import reviewer_quality_from, summarize
-    from tests.conftest import login_as, make_pairs
+    from tests.conftest import load_mini, login_as, make_pairs
 
-    with session_scope(any_engine) as s:
-        ensure_default_tags(s)
-        for d in sorted(mini_data.iterdir()):
-            import_regions(s, d / "region.json")
-        s.flush()
-        for d in sorted(mini_data.iterdir()):
-            import_examples(s, d / "examples.jsonl", region=d.name)
+    load_mini(any_engine, mini_data)
     pairs = make_pairs(any_engine, "en-GB-leeds", 12) + make_pairs(any_engine, "en-AU-perth", 12)
     users = [login_as(any_engine, f"r{i}", regions=["en-GB-leeds", "en-AU-perth"]) for i in range(4)]
     importer = login_as(any_engine, "importer", roles=("engineer",))

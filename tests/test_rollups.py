@@ -10,21 +10,14 @@ from collect.gold import mark_gold
 from db import queries, rollups
 from db.models import Pair, RollupComparison, Vote
 from db.session import session_scope
-from tests.conftest import MONDAY, cast, lineage, login_as
+from tests.conftest import MONDAY, cast, lineage, load_mini, login_as
 
 LATER = MONDAY + timedelta(days=1)
 
 
 @pytest.fixture
 def world(any_engine, mini_data):
-    from collect.ingest import import_examples, import_regions
-    from collect.tags import ensure_default_tags
-
-    with session_scope(any_engine) as s:
-        ensure_default_tags(s)
-        import_regions(s, mini_data / "en-GB-leeds" / "region.json")
-        s.flush()
-        import_examples(s, mini_data / "en-GB-leeds" / "examples.jsonl", region="en-GB-leeds")
+    load_mini(any_engine, mini_data, ("en-GB-leeds",))
     ids = lineage(any_engine)
     rev = login_as(any_engine, "rev", regions=["en-GB-leeds"])
     cast(any_engine, rev, ids, "v2", "base", ["win", "win", "loss", "both_bad"], tags=["local_idiom"])

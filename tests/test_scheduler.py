@@ -16,7 +16,7 @@ from collect.scheduler import Target, choose_target, next_assignment, one_vote_g
 from db.errors import ConfigError
 from db.models import Assignment, Choice, Pair, Vote
 from db.session import session_scope
-from tests.conftest import NO_GOLD, cast, lineage, login_as, models_of, vote
+from tests.conftest import NO_GOLD, cast, lineage, load_mini, login_as, models_of, vote
 
 
 @pytest.fixture(autouse=True)
@@ -185,14 +185,7 @@ def test_new_pairs_are_made_from_stored_generations_when_a_target_runs_out(loade
 
 
 def test_concurrent_reviewers_never_share_a_single_review_pair(pg_engine, mini_data):
-    from collect.ingest import import_examples, import_regions
-    from collect.tags import ensure_default_tags
-
-    with session_scope(pg_engine) as s:
-        ensure_default_tags(s)
-        import_regions(s, mini_data / "en-GB-leeds" / "region.json")
-        s.flush()
-        import_examples(s, mini_data / "en-GB-leeds" / "examples.jsonl", region="en-GB-leeds")
+    load_mini(pg_engine, mini_data, ("en-GB-leeds",))
     lineage(pg_engine)
     reviewers = [login_as(pg_engine, f"rev{i}", regions=["en-GB-leeds"]) for i in range(8)]
 
