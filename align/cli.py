@@ -642,6 +642,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=float, default=None, help="training epochs (default: built-in)")
     p.add_argument("--output", help="model directory (default: GEOALIGN_HOME/models/demo-base)")
     add(mdl, "list", cmd_model_list, "list model versions with their parents")
+    from align.cli_deploy import add_deploy_commands
+
+    add_deploy_commands(sub, add, mdl)
 
     prs = group("pairs", "candidate generation and pairs for review")
     p = add(prs, "generate", cmd_pairs_generate, "sample candidates and pair them for review",

@@ -61,8 +61,10 @@ def load_policy(base_model: str, adapter_path: str | None = None) -> tuple[PreTr
 
 
 def sample_texts(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str],
-                 params: DecodingParams, seed: int, batch_size: int = 16, progress: bool = True) -> list[str]:
-    """One sampled completion per prompt, in order. Batch ``i`` is seeded with ``seed + i``."""
+                 params: DecodingParams, seed: int, batch_size: int = 16, progress: bool = True,
+                 **controls) -> list[str]:
+    """One sampled completion per prompt, in order. Batch ``i`` is seeded with ``seed + i``. ``controls`` go to
+    ``generate`` as they are (e.g. ``bad_words_ids``, ``sequence_bias``: see ``align.generate``)."""
     outputs: list[str] = []
     batches = range(0, len(prompts), batch_size)
     for i, start in enumerate(tqdm(batches, desc="sampling", unit="batch", disable=not progress)):
@@ -73,7 +75,8 @@ def sample_texts(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, pro
             out = model.generate(**enc, do_sample=True, max_new_tokens=params.max_new_tokens,
                                  temperature=params.temperature, top_p=params.top_p, top_k=params.top_k,
                                  repetition_penalty=params.repetition_penalty,
-                                 pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+                                 pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                                 **controls)
         new_tokens = out[:, enc["input_ids"].shape[1]:]
         outputs.extend(t.strip() for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
     return outputs

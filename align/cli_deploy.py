@@ -1,0 +1,89 @@
+"""``geoalign generate`` and ``geoalign model export``: putting a model version to work outside the review loop.
+
+    geoalign generate --region en-GB-manchester --version all-r1 --input prompts.csv --output out.jsonl
+    geoalign model export --version all-r1 --out exported/all-r1
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+from db.errors import NotFound
+
+
+def _version_and_region(name: str, region_code: str | None = None) -> tuple[dict, dict | None]:
+    from sqlalchemy import select
+
+    from align.cli import _engine
+    from db.models import ModelVersion, Region
+    from db.session import session_scope
+
+    with session_scope(_engine()) as session:
+        version = session.scalar(select(ModelVersion).where(ModelVersion.name == name))
+        if version is None:
+            known = ", ".join(session.scalars(select(ModelVersion.name).order_by(ModelVersion.id))) or "none"
+            raise NotFound(f"model version {name!r} does not exist (known: {known})")
+        region = None
+        if region_code is not None:
+            r = session.scalar(select(Region).where(Region.code == region_code))
+            if r is None:
+                raise NotFound(f"region {region_code!r} does not exist")
+            region = {"code": r.code, "name": r.name, "locale": r.locale, "avoid_terms": list(r.avoid_terms or []),
+                      "local_terms": list(r.local_terms or [])}
+        return {"name": version.name, "base_model": version.base_model, "adapter": version.adapter_path}, region
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from align.generate import Constraints, generate_file
+    from align.sampling import DecodingParams
+
+    version, region = _version_and_region(args.version, args.region)
+    constraints = Constraints.for_region(region["avoid_terms"], region["local_terms"], args.ban or (),
+                                         args.boost or (), use_region=not args.no_region_terms)
+    params = DecodingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p)
+    report = generate_file(version["base_model"], version["adapter"], version["name"], region, Path(args.input),
+                           Path(args.output), params, constraints, seed=args.seed, batch_size=args.batch_size)
+    print(f"{report.rows} outputs written to {args.output} ({len(constraints.banned)} banned, "
+          f"{len(constraints.boosted)} boosted terms; {report.resampled} resampled after a banned term slipped "
+          f"through)")
+    if report.still_violating:
+        print(f"warning: rows {report.still_violating} still contain a banned term (see banned_terms_present)")
+        return 1
+    return 0
+
+
+def cmd_model_export(args: argparse.Namespace) -> int:
+    from align.generate import export_merged
+
+    version, _ = _version_and_region(args.version)
+    out = export_merged(version["base_model"], version["adapter"], Path(args.out))
+    print(f"exported {version['name']} ({'LoRA merged' if version['adapter'] else 'base weights'}) to {out}")
+    return 0
+
+
+def add_deploy_commands(sub, add: Callable, model_group) -> None:
+    """Register ``generate`` on the top-level subparsers and ``export`` under ``model``."""
+    p = add(sub, "generate", cmd_generate, "batch generation with a model version for one region",
+            "Generate one output per row of a CSV (columns brief or prompt, task_type, optional id) with the "
+            "version's policy, in the region's voice. The region's references to avoid are banned and its local "
+            "terms boosted inside decoding (bad_words_ids, sequence_bias); --ban and --boost add more. Writes "
+            "JSONL atomically, with a progress bar.")
+    p.add_argument("--region", required=True, help="region code, e.g. en-GB-manchester")
+    p.add_argument("--version", required=True, help="model version name (see `geoalign model list`)")
+    p.add_argument("--input", required=True, help="CSV of briefs")
+    p.add_argument("--output", required=True, help="JSONL to write")
+    p.add_argument("--ban", action="append", help="a term that must not appear (repeatable)")
+    p.add_argument("--boost", action="append", help="a term to favour, e.g. a brand name (repeatable)")
+    p.add_argument("--no-region-terms", action="store_true", help="ignore the region's own avoid/local terms")
+    p.add_argument("--max-new-tokens", type=int, default=96)
+    p.add_argument("--temperature", type=float, default=0.9)
+    p.add_argument("--top-p", type=float, default=0.95)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=16)
+    p = add(model_group, "export", cmd_model_export, "merged Hugging Face weights of a version, for vLLM or TGI",
+            "Load the base model with the version's LoRA adapter, merge it (merge_and_unload) and save model and "
+            "tokenizer as a plain Hugging Face directory; written to a temporary folder and renamed into place.")
+    p.add_argument("--version", required=True, help="model version name")
+    p.add_argument("--out", required=True, help="directory to create")
