@@ -2,6 +2,9 @@
 
     geoalign generate --region en-GB-manchester --version all-r1 --input prompts.csv --output out.jsonl
     geoalign model export --version all-r1 --out exported/all-r1
+    geoalign keys add cms-manchester --region en-GB-manchester
+    geoalign deploy set --region en-GB-manchester --version all-r1
+    geoalign serve --port 8000
 """
 
 from __future__ import annotations
@@ -63,6 +66,64 @@ def cmd_model_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys_add(args: argparse.Namespace) -> int:
+    from align.cli import _engine
+    from db.apikeys import create_key
+    from db.session import session_scope
+
+    with session_scope(_engine()) as session:
+        token = create_key(session, args.name, args.region or [], args.all_regions)
+    print(f"API key {args.name!r} (shown once; store it now):\n{token}")
+    return 0
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    from align.cli import _engine
+    from db.apikeys import list_keys
+    from db.session import session_scope
+
+    with session_scope(_engine()) as session:
+        keys = list_keys(session)
+    for k in keys:
+        print(f"{k['name']:24} {k['prefix']}…  regions: {k['regions']}{'  (revoked)' if k['revoked'] else ''}")
+    if not keys:
+        print("no API keys yet: geoalign keys add NAME --region CODE")
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    from align.cli import _engine
+    from db.apikeys import revoke_key
+    from db.session import session_scope
+
+    with session_scope(_engine()) as session:
+        revoke_key(session, args.name)
+    print(f"revoked {args.name!r}")
+    return 0
+
+
+def cmd_deploy_set(args: argparse.Namespace) -> int:
+    from align.cli import _engine
+    from align.deploy import deploy
+    from db.session import session_scope
+
+    with session_scope(_engine()) as session:
+        deploy(session, args.region, args.version)
+    print(f"{args.region} now serves {args.version} (running servers switch at their next request)")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from align.cli import _engine
+    from align.serve import create_app
+
+    uvicorn.run(create_app(_engine(), max_batch=args.max_batch, timeout_s=args.timeout), host=args.host,
+                port=args.port, log_level="info")
+    return 0
+
+
 def add_deploy_commands(sub, add: Callable, model_group) -> None:
     """Register ``generate`` on the top-level subparsers and ``export`` under ``model``."""
     p = add(sub, "generate", cmd_generate, "batch generation with a model version for one region",
@@ -87,3 +148,28 @@ def add_deploy_commands(sub, add: Callable, model_group) -> None:
             "tokenizer as a plain Hugging Face directory; written to a temporary folder and renamed into place.")
     p.add_argument("--version", required=True, help="model version name")
     p.add_argument("--out", required=True, help="directory to create")
+
+    def group(name: str, help: str):
+        g = sub.add_parser(name, help=help, description=help, formatter_class=p.formatter_class)
+        return g.add_subparsers(dest=f"{name}_command", required=True, metavar="SUBCOMMAND")
+
+    keys = group("keys", "API keys of the generation API, each scoped to regions")
+    p = add(keys, "add", cmd_keys_add, "create a key for some regions (the secret is printed once)")
+    p.add_argument("name")
+    p.add_argument("--region", action="append", help="region code the key may use (repeatable)")
+    p.add_argument("--all-regions", action="store_true", help="the key may use every region")
+    add(keys, "list", cmd_keys_list, "keys with their regions (never the secrets)")
+    p = add(keys, "revoke", cmd_keys_revoke, "revoke a key at once")
+    p.add_argument("name")
+    dep = group("deploy", "which version the generation API serves per region")
+    p = add(dep, "set", cmd_deploy_set, "serve a version for a region (running servers switch without a restart)")
+    p.add_argument("--region", required=True)
+    p.add_argument("--version", required=True)
+    p = add(sub, "serve", cmd_serve, "run the generation API (FastAPI; docs at /docs)",
+            "An HTTP API for marketing tools: POST /v1/generate with a region, briefs and decoding parameters; "
+            "region-scoped keys (geoalign keys add), the version deployed per region (geoalign deploy set), "
+            "constrained decoding, request size and time limits. OpenAPI docs at /docs.")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--max-batch", type=int, default=32, help="most briefs per request")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds a request may generate for")

@@ -1,0 +1,31 @@
+"""Which version the generation API serves per region (``geoalign deploy set``)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from db.errors import NotFound, ValidationError
+from db.models import AuditEvent, Deployment, ModelVersion, Region, VersionStatus
+
+
+def deploy(session: Session, region_code: str, version_name: str, user_id: int | None = None) -> None:
+    """Serve ``version_name`` for ``region_code`` from now on (audited)."""
+    region = session.scalar(select(Region).where(Region.code == region_code))
+    if region is None:
+        raise NotFound(f"region {region_code!r} does not exist")
+    version = session.scalar(select(ModelVersion).where(ModelVersion.name == version_name))
+    if version is None:
+        raise NotFound(f"model version {version_name!r} does not exist")
+    if version.status != VersionStatus.ready:
+        raise ValidationError(f"model version {version_name!r} is {version.status.value}, not ready")
+    current = session.get(Deployment, region.id)
+    if current is None:
+        session.add(Deployment(region_id=region.id, model_version_id=version.id))
+    else:
+        current.model_version_id, current.updated_at = version.id, datetime.now(timezone.utc)
+    session.add(AuditEvent(user_id=user_id, action="deploy", entity="region", entity_id=region.id,
+                           details={"version": version_name}))
+    session.flush()

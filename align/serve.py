@@ -1,0 +1,178 @@
+"""``geoalign serve``: an HTTP API that marketing tools (CMS, e-mail platform, ad server) call to generate copy in a
+region's voice with the version deployed to that region.
+
+The base model is loaded once; each region's deployed version is a LoRA adapter loaded beside it on first use
+(PEFT multi-adapter) and picked per request, so `geoalign deploy set` switches a region without a restart. Keys
+are scoped to regions (`geoalign keys add`); decoding parameters are validated by pydantic (422 with the field
+named); requests are size-limited (413) and time-limited (504). OpenAPI docs at ``/docs``.
+"""
+
+
+import asyncio
+import threading
+from dataclasses import asdict
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from sqlalchemy import Engine, select
+from starlette.concurrency import run_in_threadpool
+
+from align.generate import Constraints, generate_constrained
+from align.sampling import DecodingParams, load_policy
+from collect.prompting import TASK_LABELS, format_prompt
+from db.apikeys import Scope, authenticate
+from db.models import Deployment, ModelVersion, Region
+from db.session import session_scope
+
+MAX_BODY_BYTES = 1_000_000
+TaskType = Annotated[str, Field(pattern="^(" + "|".join(TASK_LABELS) + ")$")]
+
+
+class Item(BaseModel):
+    id: str | None = Field(None, max_length=128, description="your id, echoed back")
+    brief: str = Field(..., min_length=1, max_length=2000, description="what the copy is for")
+    task_type: TaskType = Field(..., description="ad_copy, meta_description, social_post or email_subject")
+
+
+class Params(BaseModel):
+    max_new_tokens: int = Field(96, ge=1, le=256)
+    temperature: float = Field(0.9, gt=0, le=2)
+    top_p: float = Field(0.95, gt=0, le=1)
+    seed: int = Field(0, ge=0)
+
+
+class GenerateRequest(BaseModel):
+    region: str = Field(..., description="region code, e.g. en-GB-manchester")
+    items: list[Item] = Field(..., min_length=1, description="briefs to write copy for (at most the server's batch)")
+    params: Params = Params()
+    ban: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field([], max_length=100,
+                                                                        description="terms that must not appear")
+    boost: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field([], max_length=100,
+                                                                         description="terms to favour")
+    use_region_terms: bool = Field(True, description="ban the region's references to avoid, boost its local terms")
+
+
+class Output(BaseModel):
+    id: str | None
+    text: str
+    banned_terms_present: list[str]
+
+
+class GenerateResponse(BaseModel):
+    region: str
+    version: str
+    outputs: list[Output]
+
+
+class Policies:
+    """The base model, loaded once, with one LoRA adapter per deployed version loaded on first use."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()  # one generation at a time: the model is shared and adapters are switched
+        self.model = None
+        self.tokenizer = None
+        self.base: str | None = None
+        self.adapters: set[str] = set()
+
+    def generate(self, base_model: str, version: str, adapter: str | None, prompts: list[str],
+                 params: DecodingParams, constraints: Constraints, seed: int) -> list[str]:
+        with self.lock:
+            if self.model is None or self.base != base_model:
+                self.model, self.tokenizer = load_policy(base_model)
+                self.base, self.adapters = base_model, set()
+            model = self.model
+            if adapter:
+                from peft import PeftModel
+
+                if not isinstance(model, PeftModel):
+                    model = self.model = PeftModel.from_pretrained(model, adapter, adapter_name=version)
+                    self.adapters.add(version)
+                elif version not in self.adapters:
+                    model.load_adapter(adapter, adapter_name=version)
+                    self.adapters.add(version)
+                model.set_adapter(version)
+                texts, _ = generate_constrained(model, self.tokenizer, prompts, params, constraints, seed,
+                                                batch_size=len(prompts), progress=False)
+            elif hasattr(model, "disable_adapter"):
+                with model.disable_adapter():
+                    texts, _ = generate_constrained(model, self.tokenizer, prompts, params, constraints, seed,
+                                                    batch_size=len(prompts), progress=False)
+            else:
+                texts, _ = generate_constrained(model, self.tokenizer, prompts, params, constraints, seed,
+                                                batch_size=len(prompts), progress=False)
+            return texts
+
+
+def create_app(engine: Engine, max_batch: int = 32, timeout_s: float = 60.0) -> FastAPI:
+    app = FastAPI(title="GeoAlign generation API", version="1",
+                  description="Marketing copy in a region's voice, from the model version deployed to that region.")
+    policies = Policies()
+
+    @app.middleware("http")
+    async def limit_size(request: Request, call_next):
+        length = request.headers.get("content-length")
+        if length is not None and int(length) > MAX_BODY_BYTES:
+            return JSONResponse({"detail": f"request body over {MAX_BODY_BYTES} bytes"}, status_code=413)
+        return await call_next(request)
+
+    def scope(authorization: Annotated[str | None, Header()] = None,
+              x_api_key: Annotated[str | None, Header()] = None) -> Scope:
+        token = x_api_key or (authorization.removeprefix("Bearer ").strip() if authorization else None)
+        if not token:
+            raise HTTPException(401, "missing API key: send Authorization: Bearer <key> or X-API-Key",
+                                headers={"WWW-Authenticate": "Bearer"})
+        with session_scope(engine) as session:
+            found = authenticate(session, token)
+        if found is None:
+            raise HTTPException(401, "unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"})
+        return found
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/v1/regions")
+    def regions(key: Annotated[Scope, Depends(scope)]) -> list[dict]:
+        """The regions this key may use, with the version deployed to each."""
+        with session_scope(engine) as session:
+            rows = session.execute(select(Region.code, ModelVersion.name).join(Deployment, Deployment.region_id ==
+                                                                               Region.id)
+                                   .join(ModelVersion, Deployment.model_version_id == ModelVersion.id)).all()
+        return [{"region": code, "version": name} for code, name in rows if key.allows(code)]
+
+    @app.post("/v1/generate", response_model=GenerateResponse)
+    async def generate(body: GenerateRequest, key: Annotated[Scope, Depends(scope)]) -> GenerateResponse:
+        """Copy for each brief, in the region's voice, under the region's and the request's term constraints."""
+        if len(body.items) > max_batch:
+            raise HTTPException(422, f"items: at most {max_batch} per request, got {len(body.items)}")
+        if not key.allows(body.region):
+            raise HTTPException(403, f"this key may not use region {body.region!r}")
+        with session_scope(engine) as session:
+            region = session.scalar(select(Region).where(Region.code == body.region))
+            if region is None:
+                raise HTTPException(404, f"region {body.region!r} does not exist")
+            deployed = session.scalar(select(ModelVersion).join(Deployment, Deployment.model_version_id ==
+                                                                ModelVersion.id)
+                                      .where(Deployment.region_id == region.id))
+            if deployed is None:
+                raise HTTPException(409, f"no version is deployed to {body.region!r} (geoalign deploy set)")
+            info = (region.name, region.locale, list(region.avoid_terms or []), list(region.local_terms or []))
+            version = (deployed.name, deployed.base_model, deployed.adapter_path)
+        constraints = Constraints.for_region(info[2], info[3], body.ban, body.boost, use_region=body.use_region_terms)
+        params = DecodingParams(max_new_tokens=body.params.max_new_tokens, temperature=body.params.temperature,
+                                top_p=body.params.top_p)
+        prompts = [format_prompt(info[0], info[1], i.task_type, i.brief) for i in body.items]
+        try:
+            texts = await asyncio.wait_for(run_in_threadpool(
+                policies.generate, version[1], version[0], version[2], prompts, params, constraints,
+                body.params.seed), timeout=timeout_s)
+        except TimeoutError:
+            raise HTTPException(504, f"generation took longer than {timeout_s:g} s") from None
+        return GenerateResponse(region=body.region, version=version[0], outputs=[
+            Output(id=i.id, text=t, banned_terms_present=constraints.violations(t))
+            for i, t in zip(body.items, texts, strict=True)])
+
+    app.state.params_example = asdict(DecodingParams())
+    return app
