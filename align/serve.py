@@ -10,7 +10,6 @@ named); requests are size-limited (413) and time-limited (504). OpenAPI docs at 
 
 import asyncio
 import threading
-from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
@@ -174,5 +173,4 @@ def create_app(engine: Engine, max_batch: int = 32, timeout_s: float = 60.0) -> 
             Output(id=i.id, text=t, banned_terms_present=constraints.violations(t))
             for i, t in zip(body.items, texts, strict=True)])
 
-    app.state.params_example = asdict(DecodingParams())
     return app
