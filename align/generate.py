@@ -11,11 +11,7 @@ output is also checked and, if a banned term slipped through, sampled again with
 from __future__ import annotations
 
 import csv
-import json
-import os
 import re
-import shutil
-import tempfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,6 +20,8 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from align.sampling import DecodingParams, load_policy, sample_texts
+from align.stages import save_atomically
+from collect.export import write_rows
 from collect.prompting import TASK_LABELS, format_prompt
 from db.errors import ValidationError
 
@@ -125,20 +123,6 @@ def read_prompts(path: Path) -> list[dict]:
     return rows
 
 
-def write_jsonl_atomically(path: Path, rows: Iterable[dict]) -> None:
-    """Write to a temporary file beside ``path`` and rename it over: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def generate_file(base_model: str, adapter: str | None, version: str, region: dict, input_path: Path,
                   output_path: Path, params: DecodingParams, constraints: Constraints, seed: int = 0,
                   batch_size: int = 16, progress: bool = True) -> GenerationReport:
@@ -148,11 +132,10 @@ def generate_file(base_model: str, adapter: str | None, version: str, region: di
     prompts = [format_prompt(region["name"], region["locale"], r["task_type"], r["brief"]) for r in rows]
     texts, report = generate_constrained(model, tokenizer, prompts, params, constraints, seed, batch_size,
                                          progress=progress)
-    write_jsonl_atomically(output_path, (
-        {"id": r["id"], "region": region["code"], "version": version, "task_type": r["task_type"],
-         "brief": r["brief"], "text": text, "params": asdict(params), "seed": seed,
-         "banned_terms_present": constraints.violations(text)}
-        for r, text in zip(rows, texts, strict=True)))
+    write_rows([{"id": r["id"], "region": region["code"], "version": version, "task_type": r["task_type"],
+                 "brief": r["brief"], "text": text, "params": asdict(params), "seed": seed,
+                 "banned_terms_present": constraints.violations(text)}
+                for r, text in zip(rows, texts, strict=True)], output_path, "jsonl")  # atomic
     return report
 
 
@@ -165,13 +148,12 @@ def export_merged(base_model: str, adapter: str | None, out: Path) -> Path:
     if adapter:
         model = model.merge_and_unload()
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    try:
-        model.to(torch.device("cpu")).save_pretrained(tmp)
-        tokenizer.padding_side = "right"
-        tokenizer.save_pretrained(tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    model = model.to(torch.device("cpu"))
+    tokenizer.padding_side = "right"
+
+    def save(folder: str) -> None:
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+
+    save_atomically(save, out)
     return out

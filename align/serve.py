@@ -10,6 +10,7 @@ named); requests are size-limited (413) and time-limited (504). OpenAPI docs at 
 
 import asyncio
 import threading
+from contextlib import nullcontext
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
@@ -87,18 +88,13 @@ class Policies:
 
                 if not isinstance(model, PeftModel):
                     model = self.model = PeftModel.from_pretrained(model, adapter, adapter_name=version)
-                    self.adapters.add(version)
                 elif version not in self.adapters:
                     model.load_adapter(adapter, adapter_name=version)
-                    self.adapters.add(version)
+                self.adapters.add(version)
                 model.set_adapter(version)
-                texts, _ = generate_constrained(model, self.tokenizer, prompts, params, constraints, seed,
-                                                batch_size=len(prompts), progress=False)
-            elif hasattr(model, "disable_adapter"):
-                with model.disable_adapter():
-                    texts, _ = generate_constrained(model, self.tokenizer, prompts, params, constraints, seed,
-                                                    batch_size=len(prompts), progress=False)
-            else:
+            # a version without an adapter is the base: switch off whatever adapter is loaded
+            base_only = model.disable_adapter() if not adapter and hasattr(model, "disable_adapter") else nullcontext()
+            with base_only:
                 texts, _ = generate_constrained(model, self.tokenizer, prompts, params, constraints, seed,
                                                 batch_size=len(prompts), progress=False)
             return texts

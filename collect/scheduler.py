@@ -35,7 +35,7 @@ from collect.pairing import make_pairs, pairs_per_prompt
 from collect.policy import ReviewPolicy
 from db import rollups
 from db.models import Assignment, Generation, ModelVersion, Pair, Prompt, Side, VersionStatus, Vote
-from rewards.winrate import win_rate_counts
+from rewards.winrate import half_width as ci_half_width
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +63,7 @@ class Target:
         return self.wins + self.ties + self.losses
 
     def half_width(self) -> float:
-        if self.n == 0:
-            return 0.5
-        wr = win_rate_counts(self.wins, self.ties, self.losses)
-        return (wr.high - wr.low) / 2
+        return ci_half_width(self.wins, self.ties, self.losses) if self.n else 0.5
 
 
 def one_vote_gain(target: Target) -> float:
@@ -232,16 +229,21 @@ def _free(session: Session, stmt, limit: int) -> list[int]:
     return list(session.scalars(stmt.with_for_update(skip_locked=True, of=Pair))) or list(session.scalars(stmt))
 
 
-def _target_pairs(session: Session, target: Target, user_id: int | None) -> list[int]:
-    """The oldest free open pair of the target in each orientation (that ``user_id`` has never seen, if given)."""
-    ids: list[int] = []
-    for a, b in ((target.new_id, target.old_id), (target.old_id, target.new_id)):
-        stmt = select(Pair.id).where(Pair.region_id == target.region_id, Pair.model_a_id == a, Pair.model_b_id == b,
-                                     _is_open())
-        if user_id is not None:
-            stmt = stmt.where(_not_seen_by(user_id))
-        ids += _free(session, stmt, 1)
-    return sorted(ids)
+def _open_of(target: Target):
+    """Per orientation, a query of the target's open pairs (each an ix_pairs_open probe)."""
+    return [select(Pair.id).where(Pair.region_id == target.region_id, Pair.model_a_id == a, Pair.model_b_id == b,
+                                  _is_open())
+            for a, b in ((target.new_id, target.old_id), (target.old_id, target.new_id))]
+
+
+def _target_pairs(session: Session, target: Target, user_id: int) -> list[int]:
+    """The oldest free open pair of the target in each orientation that the reviewer has never seen."""
+    return sorted(i for stmt in _open_of(target) for i in _free(session, stmt.where(_not_seen_by(user_id)), 1))
+
+
+def _has_open_pairs(session: Session, target: Target) -> bool:
+    """Whether anyone could still be given a pair of the target (a plain lookup: nothing is claimed or locked)."""
+    return any(session.scalar(stmt.limit(1)) is not None for stmt in _open_of(target))
 
 
 def make_more_pairs(session: Session, target: Target, policy: ReviewPolicy) -> int:
@@ -295,7 +297,7 @@ def next_assignment(session: Session, user_id: int, region_ids: tuple[int, ...],
         ids = _target_pairs(session, target, user_id)
         if not ids and make_more_pairs(session, target, policy):
             ids = _target_pairs(session, target, user_id)
-        if not ids and not _target_pairs(session, target, None):
+        if not ids and not _has_open_pairs(session, target):
             target.exhausted_until = now + max(policy.stats_ttl, 1.0)  # nobody has anything here: don't look again
         if (assignment := _claim(session, ids, user_id, rng)) is not None:
             target.pending += 1

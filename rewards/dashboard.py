@@ -101,11 +101,8 @@ def load_dashboard(session: Session, n_boot: int = BOOTSTRAP_RESAMPLES, seed: in
 
     by_reviewer = (daily.groupby(["region", "user"], as_index=False)["votes"].sum()
                    .sort_values(["region", "votes"], ascending=[True, False]).reset_index(drop=True))
-    tags = tag_counts.assign(version=_names(tag_counts, versions)) if not tag_counts.empty else tag_counts.assign(
-        version=pd.Series(dtype="object"))
-    if not tags.empty:
-        totals = tags.groupby(["region", "version_id"])["votes"].transform("sum")
-        tags = tags.assign(share=tags["votes"] / totals)
+    tags = tag_counts.assign(version=_names(tag_counts, versions))
+    tags = tags.assign(share=tags["votes"] / tags.groupby(["region", "version_id"])["votes"].transform("sum"))
     if not rm.empty:
         rm = rm.assign(drift=rm["newest_accuracy"] - rm["val_accuracy"])
     timings["total"] = sum(timings.values())
