@@ -1,4 +1,4 @@
-"""Write datasets to disk: Hugging Face ``save_to_disk`` directories, JSONL or Parquet, published atomically."""
+"""Write datasets to disk: Hugging Face ``save_to_disk`` directories, JSONL, Parquet or CSV, published atomically."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import pandas as pd
 from datasets import Dataset
 
 from db.errors import ValidationError
 
-FORMATS = ("hf", "jsonl", "parquet")
+FORMATS = ("hf", "jsonl", "parquet", "csv")
 
 
 def infer_format(path: Path, fmt: str | None) -> str:
@@ -21,7 +22,7 @@ def infer_format(path: Path, fmt: str | None) -> str:
         if fmt not in FORMATS:
             raise ValidationError(f"unknown format {fmt!r}; choose from {FORMATS}")
         return fmt
-    return {".jsonl": "jsonl", ".parquet": "parquet", "": "hf"}.get(Path(path).suffix.lower()) or "hf"
+    return {".jsonl": "jsonl", ".parquet": "parquet", ".csv": "csv", "": "hf"}.get(Path(path).suffix.lower()) or "hf"
 
 
 def write_rows(rows: list[dict], path: Path, fmt: str | None = None) -> Path:
@@ -38,6 +39,8 @@ def write_rows(rows: list[dict], path: Path, fmt: str | None = None) -> Path:
             with open(target, "w", encoding="utf-8") as fh:
                 for r in rows:
                     fh.write(json.dumps(r, ensure_ascii=False, default=str) + "\n")
+        elif fmt == "csv":
+            pd.DataFrame(rows).to_csv(target, index=False)
         elif fmt == "parquet":
             Dataset.from_list(rows).to_parquet(str(target))
         else:

@@ -522,3 +522,45 @@ class Deployment(Base):
     region_id: Mapped[int] = mapped_column(ForeignKey("regions.id", ondelete="CASCADE"), primary_key=True)
     model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="RESTRICT"))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AbTest(Base):
+    """An A/B test handed to a campaign tool: per brief, a generic variant (base) and a tuned one (a version)."""
+
+    __tablename__ = "ab_tests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    region_id: Mapped[int] = mapped_column(ForeignKey("regions.id", ondelete="RESTRICT"))
+    generic_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="RESTRICT"))
+    tuned_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="RESTRICT"))
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)  # decoding parameters, seed, constraints
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    region: Mapped[Region] = relationship(lazy="joined")
+
+
+class AbVariant(Base):
+    """One variant of one brief of an A/B test, with the campaign's results to date once imported."""
+
+    __tablename__ = "ab_variants"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    test_id: Mapped[int] = mapped_column(ForeignKey("ab_tests.id", ondelete="CASCADE"))
+    variant_key: Mapped[str] = mapped_column(String(255), unique=True)  # the id the campaign tool reports back
+    row_key: Mapped[str] = mapped_column(String(128))  # the brief's id in the input file
+    arm: Mapped[str] = mapped_column(String(8))  # generic | tuned
+    task_type: Mapped[TaskType] = mapped_column(_enum(TaskType, "task_type"))
+    brief: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)
+    impressions: Mapped[int | None] = mapped_column(Integer)
+    clicks: Mapped[int | None] = mapped_column(Integer)
+    conversions: Mapped[int | None] = mapped_column(Integer)
+    results_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        UniqueConstraint("test_id", "row_key", "arm"),
+        CheckConstraint("arm IN ('generic', 'tuned')", name="arm"),
+        CheckConstraint("impressions >= 0 AND clicks >= 0 AND conversions >= 0", name="counts"),
+        CheckConstraint("clicks <= impressions", name="clicks"),
+    )

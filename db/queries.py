@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import pandas as pd
 from sqlalchemy import case, func, select, union_all
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from db import rollups
 from db.models import (
+    AbTest,
+    AbVariant,
     JobStatus,
     ModelVersion,
     Pair,
@@ -215,3 +217,17 @@ def round_metrics(session: Session) -> pd.DataFrame:
                         "previous_model_accuracy": reward.get("newest_accuracy_previous_model")})
     return pd.DataFrame(records, columns=["round_id", "round", "region", "finished_at", "version", "val_accuracy",
                                           "newest_accuracy", "previous_model_accuracy"])
+
+
+def ab_results(session: Session) -> pd.DataFrame:
+    """Every A/B variant with imported results, with its test, region and the two versions' names (the input of
+    ``rewards.lift.lift_table``)."""
+    generic, tuned = aliased(ModelVersion), aliased(ModelVersion)
+    rows = session.execute(
+        select(AbTest.name, Region.code, generic.name, tuned.name, AbVariant.row_key, AbVariant.arm,
+               AbVariant.impressions, AbVariant.clicks, AbVariant.conversions)
+        .join(AbVariant, AbVariant.test_id == AbTest.id).join(Region, AbTest.region_id == Region.id)
+        .join(generic, AbTest.generic_version_id == generic.id).join(tuned, AbTest.tuned_version_id == tuned.id)
+        .where(AbVariant.impressions.is_not(None)).order_by(AbTest.id, AbVariant.id)).all()
+    return pd.DataFrame(rows, columns=["test", "region", "generic_version", "tuned_version", "row_key", "arm",
+                                       "impressions", "clicks", "conversions"])

@@ -1,5 +1,6 @@
 """What the leads' dashboard shows, computed without Streamlit: win-rates, ratings, throughput, agreement,
-reviewer quality, reason tags and reward-model drift, plus the Altair charts drawn from them.
+reviewer quality, reason tags, reward-model drift and the lift of A/B tests in live campaigns, plus the Altair
+charts drawn from them.
 
 ``load_dashboard`` runs a few grouped queries (``db.queries``) and the statistics in ``rewards.ratings`` and
 ``rewards.quality``; ``Dashboard.region(code)`` narrows every table to one region. The page only lays them out.
@@ -16,6 +17,8 @@ from sqlalchemy.orm import Session
 
 from db import queries, rollups
 from db.queries import ALL_REGIONS
+from rewards.lift import COLUMNS as LIFT_COLUMNS
+from rewards.lift import lift_table
 from rewards.quality import agreement, position_bias_from, reviewer_quality_from
 from rewards.ratings import bradley_terry, version_win_rates
 
@@ -34,6 +37,7 @@ class Dashboard:
     reviewers: pd.DataFrame  # reviewer quality, flags and reasons
     tags: pd.DataFrame  # reason tags per region and preferred version
     reward_model: pd.DataFrame  # reward-model accuracy per round and its drift on the newest votes
+    abtests: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=LIFT_COLUMNS))  # campaign lift
     position: dict = field(default_factory=dict)  # overall left/right bias
     timings: dict[str, float] = field(default_factory=dict)  # seconds per part, for the bench
 
@@ -91,6 +95,7 @@ def load_dashboard(session: Session, n_boot: int = BOOTSTRAP_RESAMPLES, seed: in
     shared = timed("query_shared", queries.shared_votes, session)
     tag_counts = timed("query_tags", queries.reason_tag_counts, session)
     rm = timed("query_rounds", queries.round_metrics, session)
+    abtests = timed("abtests", lambda: lift_table(queries.ab_results(session)))
 
     win_rates = timed("win_rates", version_win_rates, counts, versions)
     weekly = timed("weekly", version_win_rates, counts, versions, by="week")
@@ -108,7 +113,7 @@ def load_dashboard(session: Session, n_boot: int = BOOTSTRAP_RESAMPLES, seed: in
     timings["total"] = sum(timings.values())
     return Dashboard(win_rates=win_rates, weekly=weekly, leaderboard=leaderboard, votes_daily=daily,
                      votes_by_reviewer=by_reviewer, agreement=agree, reviewers=reviewers, tags=tags,
-                     reward_model=rm, position=position, timings=timings)
+                     reward_model=rm, abtests=abtests, position=position, timings=timings)
 
 
 # ------------------------------------------------------------------------------------------- charts
@@ -195,3 +200,23 @@ def reward_model_chart(rm: pd.DataFrame) -> alt.Chart:
         color=alt.Color("measure:N", title=None), tooltip=["round_id", "region", "measure",
                                                            alt.Tooltip("accuracy:Q", format=".2f")]
     ).properties(height=240)
+
+
+def lift_chart(abtests: pd.DataFrame) -> alt.Chart:
+    """Each A/B test's lift of the tuned copy over the generic one, per rate, with its 95% interval; right of
+    the zero line the tuned copy does better in the campaign."""
+    data = abtests.assign(label=abtests["test"] + " (" + abtests["tuned_version"] + ")")
+    y = alt.Y("label:N", title=None, axis=alt.Axis(labelLimit=260))
+    color = alt.Color("metric:N", title="rate", scale=alt.Scale(domain=["click-through", "conversion",
+                                                                        "conversion per click"]))
+    bars = alt.Chart(data).mark_rule(strokeWidth=3, opacity=0.6).encode(
+        x=alt.X("low:Q", title="lift of tuned over generic", axis=alt.Axis(format="%")), x2="high:Q", y=y,
+        color=color, yOffset="metric:N")
+    points = alt.Chart(data).mark_point(filled=True, size=70).encode(
+        x="lift:Q", y=y, color=color, yOffset="metric:N",
+        tooltip=["test", "region", "tuned_version", "metric", alt.Tooltip("generic_rate:Q", format=".2%"),
+                 alt.Tooltip("tuned_rate:Q", format=".2%"), alt.Tooltip("lift:Q", format="+.1%"),
+                 alt.Tooltip("low:Q", format="+.1%"), alt.Tooltip("high:Q", format="+.1%"),
+                 alt.Tooltip("p_value:Q", format=".3g"), "generic_n", "tuned_n"])
+    zero = alt.Chart(pd.DataFrame({"x": [0.0]})).mark_rule(strokeDash=[4, 4], color="gray").encode(x="x:Q")
+    return (bars + points + zero).properties(height=max(120, 60 * data["label"].nunique()))

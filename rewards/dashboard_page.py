@@ -13,6 +13,7 @@ from db.session import get_engine, session_scope
 from rewards.dashboard import (
     Dashboard,
     leaderboard_chart,
+    lift_chart,
     load_dashboard,
     reward_model_chart,
     tags_chart,
@@ -27,6 +28,9 @@ CACHE_S = 60  # aggregates over every vote: recomputed at most once a minute, or
 EMPTY_STATE = ("No votes yet. Reviewers' judgements appear here as soon as they are cast: win-rates of every model "
                "version against the base and its parent, ratings, throughput and agreement. "
                "On the demo, `geoalign votes simulate` casts a batch.")
+
+AB_EMPTY = ("No A/B results yet. `geoalign abtest export` writes a generic and a tuned variant per brief for a "
+            "campaign tool; `geoalign abtest import-results` brings back impressions, clicks and conversions.")
 
 
 @st.cache_data(ttl=CACHE_S, show_spinner="Computing win-rates and ratings…")
@@ -88,8 +92,8 @@ def render() -> None:
     d = everything.region(region)
     _headline(d)
 
-    wins, ratings, throughput, reviewers, reasons, reward = st.tabs(
-        ["Win-rates", "Leaderboard", "Throughput", "Reviewers", "Reasons", "Reward model"])
+    wins, ratings, throughput, reviewers, reasons, reward, campaigns = st.tabs(
+        ["Win-rates", "Leaderboard", "Throughput", "Reviewers", "Reasons", "Reward model", "A/B tests"])
     with wins:
         st.subheader("Win-rate of each version vs the base and vs its parent")
         st.caption("Human votes only; ties count half; “both bad” is left out of the rate and counted beside it. "
@@ -133,3 +137,9 @@ def render() -> None:
         st.caption("Drift = accuracy on the newest votes minus validation accuracy: a falling line means reviewers' "
                    "taste moved away from what the reward model learned.")
         _charted(d.reward_model, reward_model_chart, "reward_model", region, "No finished round yet.")
+    with campaigns:
+        st.subheader("Lift in live campaigns")
+        st.caption("Tuned copy vs the base model's generic copy on the same briefs, from the campaign tool's "
+                   "impressions, clicks and conversions. Lift = tuned rate / generic rate − 1, with 95% intervals "
+                   "(rate ratio, log method); p from Fisher's exact test.")
+        _charted(d.abtests, lift_chart, "ab_tests", region, AB_EMPTY)

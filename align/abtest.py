@@ -1,0 +1,295 @@
+"""A/B tests in campaign tools: a generic and a tuned variant per brief out, impressions, clicks and conversions
+back in.
+
+``export_test`` writes, for every brief of a CSV, the base model's copy (generic) and the chosen version's copy
+(tuned) on one row, each with a variant id the campaign tool reports results against; both arms are decoded with
+the same parameters, seed and constraints, so the test measures the adapter alone. The variants are stored, so
+exporting the same test again rewrites the file from the database instead of generating anew.
+
+``import_results`` reads per-variant totals to date (CSV, JSONL, JSON or Parquet: ``variant_id``,
+``impressions``, ``clicks``, ``conversions``), checks every row first and writes all of them or none; importing
+the same file again changes nothing, a newer export of the totals replaces the older one. ``rewards.lift`` turns
+them into the lift with its interval that the Dashboard and ``geoalign abtest show`` report.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from align.generate import Constraints, generate_constrained, read_prompts
+from align.sampling import DecodingParams, load_policy
+from collect.export import write_rows
+from collect.prompting import format_prompt
+from collect.readers import read_records
+from db.errors import NotFound, ValidationError
+from db.models import AbTest, AbVariant, AuditEvent, ModelVersion, Region, TaskType, VersionStatus
+from db.session import session_scope
+
+ARMS = ("generic", "tuned")
+COUNTS = ("impressions", "clicks", "conversions")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+ROW_ID = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
+EXPORT_COLUMNS = ["test", "id", "region", "task_type", "brief", "generic_variant_id", "generic_version",
+                  "generic_text", "tuned_variant_id", "tuned_version", "tuned_text"]
+
+
+def variant_key(test: str, row_id: str, arm: str) -> str:
+    """The id a campaign tool reports a variant's results against."""
+    return f"{test}-{row_id}-{arm}"
+
+
+def base_of(session: Session, version: ModelVersion) -> ModelVersion:
+    """The root of ``version``'s lineage: the generic model it was tuned from."""
+    while version.parent_id is not None:
+        version = session.get(ModelVersion, version.parent_id)
+    return version
+
+
+@dataclass
+class ExportSummary:
+    test: str
+    rows: int
+    generated: bool  # False when the test already existed and the file was rewritten from the database
+    resampled: int = 0  # outputs sampled again because a banned term slipped through the decoding controls
+
+
+def _rows_of(session: Session, test: AbTest) -> list[dict]:
+    """The export rows of a stored test, in input order."""
+    versions = {v.id: v.name for v in session.scalars(select(ModelVersion).where(
+        ModelVersion.id.in_([test.generic_version_id, test.tuned_version_id])))}
+    variants = session.scalars(select(AbVariant).where(AbVariant.test_id == test.id).order_by(AbVariant.id)).all()
+    rows: dict[str, dict] = {}
+    for v in variants:
+        row = rows.setdefault(v.row_key, {"test": test.name, "id": v.row_key, "region": test.region.code,
+                                          "task_type": v.task_type.value, "brief": v.brief})
+        version_id = test.generic_version_id if v.arm == "generic" else test.tuned_version_id
+        row |= {f"{v.arm}_variant_id": v.variant_key, f"{v.arm}_version": versions[version_id],
+                f"{v.arm}_text": v.text}
+    return [{c: r[c] for c in EXPORT_COLUMNS} for r in rows.values()]
+
+
+def _resolve(session: Session, name: str, region_code: str, tuned_name: str,
+             generic_name: str | None) -> tuple[Region, ModelVersion, ModelVersion]:
+    region = session.scalar(select(Region).where(Region.code == region_code))
+    if region is None:
+        raise NotFound(f"region {region_code!r} does not exist")
+    found = {}
+    for arm, version_name in (("tuned", tuned_name), ("generic", generic_name)):
+        if version_name is None:
+            continue
+        version = session.scalar(select(ModelVersion).where(ModelVersion.name == version_name))
+        if version is None:
+            raise NotFound(f"model version {version_name!r} (--{arm if arm == 'generic' else 'version'}) does "
+                           "not exist; see geoalign model list")
+        if version.status != VersionStatus.ready:
+            raise ValidationError(f"model version {version_name!r} is {version.status.value}, not ready")
+        found[arm] = version
+    generic = found.get("generic") or base_of(session, found["tuned"])
+    if generic.id == found["tuned"].id:
+        raise ValidationError(f"test {name!r}: the tuned version {tuned_name!r} is its own base; pick a tuned "
+                              "version or name the generic one with --generic")
+    return region, generic, found["tuned"]
+
+
+def export_test(engine: Engine, name: str, region_code: str, tuned_name: str, input_path: Path, output_path: Path,
+                params: DecodingParams, constraints: Constraints, generic_name: str | None = None, seed: int = 0,
+                batch_size: int = 16, progress: bool = True) -> ExportSummary:
+    """Generate both variants for every brief of ``input_path``, store them as test ``name`` and write the CSV
+    ``output_path`` (atomically). An existing test of the same region and versions is re-exported as stored."""
+    if not NAME.fullmatch(name):
+        raise ValidationError(f"test name {name!r}: use up to 64 letters, digits, '-', '_' or '.'")
+    with session_scope(engine) as session:
+        region, generic, tuned = _resolve(session, name, region_code, tuned_name, generic_name)
+        existing = session.scalar(select(AbTest).where(AbTest.name == name))
+        if existing is not None:
+            wanted = (region.id, generic.id, tuned.id)
+            if (existing.region_id, existing.generic_version_id, existing.tuned_version_id) != wanted:
+                raise ValidationError(f"test {name!r} already exists for another region or other versions; "
+                                      "pick a new --name")
+            rows = _rows_of(session, existing)
+            write_rows(rows, output_path, "csv")
+            return ExportSummary(name, len(rows), generated=False)
+        region_info = {"code": region.code, "name": region.name, "locale": region.locale}
+        arms = {"generic": (generic.name, generic.base_model, generic.adapter_path),
+                "tuned": (tuned.name, tuned.base_model, tuned.adapter_path)}
+
+    briefs = read_prompts(input_path)
+    for row in briefs:
+        if not ROW_ID.fullmatch(row["id"]):
+            raise ValidationError(f"{input_path}: brief {row['id']!r}: field id may hold up to 100 letters, "
+                                  "digits, '-', '_', '.' or ':'")
+    seen: dict[str, int] = {}
+    for n, row in enumerate(briefs, start=2):
+        if row["id"] in seen:
+            raise ValidationError(f"{input_path}: row {n}: field id {row['id']!r} repeats row {seen[row['id']]}")
+        seen[row["id"]] = n
+    prompts = [format_prompt(region_info["name"], region_info["locale"], r["task_type"], r["brief"]) for r in briefs]
+    texts, resampled = {}, 0
+    for arm, (_, base_model, adapter) in arms.items():
+        model, tokenizer = load_policy(base_model, adapter)
+        texts[arm], report = generate_constrained(model, tokenizer, prompts, params, constraints, seed, batch_size,
+                                                  progress=progress)
+        resampled += report.resampled
+        if report.still_violating:
+            ids = [briefs[i]["id"] for i in report.still_violating]
+            raise ValidationError(f"test {name!r}: the {arm} copy of briefs {ids} kept a banned term after "
+                                  "re-sampling; nothing was exported (loosen --ban or raise --max-new-tokens)")
+        del model
+
+    settings = {"params": params.__dict__, "seed": seed, "banned": list(constraints.banned),
+                "boosted": list(constraints.boosted), "input": Path(input_path).name}
+    try:
+        with session_scope(engine) as session:
+            test = AbTest(name=name, region_id=session.scalar(select(Region.id).where(Region.code == region_code)),
+                          generic_version_id=generic.id, tuned_version_id=tuned.id, settings=settings)
+            session.add(test)
+            session.flush()
+            session.add_all(
+                AbVariant(test_id=test.id, variant_key=variant_key(name, b["id"], arm), row_key=b["id"], arm=arm,
+                          task_type=TaskType(b["task_type"]), brief=b["brief"], text=texts[arm][i])
+                for i, b in enumerate(briefs) for arm in ARMS)
+            session.add(AuditEvent(action="abtest_export", entity="ab_test", entity_id=test.id,
+                                   details={"name": name, "tuned": tuned.name, "generic": generic.name,
+                                            "briefs": len(briefs)}))
+            session.flush()
+            rows = _rows_of(session, test)
+            write_rows(rows, output_path, "csv")  # inside the transaction: no file without its stored test
+    except IntegrityError as exc:
+        raise ValidationError(f"test {name!r} was created meanwhile by someone else; export it again to get "
+                              "their file") from exc
+    return ExportSummary(name, len(rows), generated=True, resampled=resampled)
+
+
+# ---------------------------------------------------------------------------------------------- results
+
+
+@dataclass
+class ImportSummary:
+    rows: int
+    changed: int  # variants whose totals differ from what was stored
+    tests: list[str]
+
+
+def _count(record: dict, field: str) -> int | str:
+    """The non-negative whole number in ``record[field]``, or a message saying what is wrong with it."""
+    value = record.get(field)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return "is missing"
+    if isinstance(value, bool):
+        return f"{value!r} is not a whole number"
+    if isinstance(value, str):
+        value = value.strip()
+        if not re.fullmatch(r"\d+(\.0*)?", value):
+            return f"{value!r} is not a non-negative whole number"
+        return int(float(value))
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or value < 0:
+        return f"{value!r} is not a non-negative whole number"
+    return value
+
+
+def import_results(session: Session, path: Path | str, test_name: str | None = None,
+                   user_id: int | None = None) -> ImportSummary:
+    """Set every listed variant's totals from ``path``; all rows are checked first and nothing is written unless
+    every one is valid. ``test_name`` restricts the file to that test's variants."""
+    path = Path(path)
+    records = read_records(path)
+    if not records:
+        raise ValidationError(f"{path}: no rows")
+    missing = [c for c in ("variant_id", *COUNTS) if c not in records[0]]
+    if missing:
+        raise ValidationError(f"{path}: needs columns variant_id, impressions, clicks, conversions; missing "
+                              f"{', '.join(missing)}")
+    only = None
+    if test_name is not None:
+        only = session.scalar(select(AbTest).where(AbTest.name == test_name))
+        if only is None:
+            raise NotFound(f"A/B test {test_name!r} does not exist; see geoalign abtest list")
+    keys = [str(r.get("variant_id") or "").strip() for r in records]
+    variants: dict[str, AbVariant] = {}
+    for start in range(0, len(keys), 500):
+        chunk = [k for k in keys[start:start + 500] if k]
+        variants |= {v.variant_key: v for v in session.scalars(select(AbVariant).where(
+            AbVariant.variant_key.in_(chunk)))}
+
+    problems: list[tuple[str, int | None, str | None, str]] = []
+    seen: dict[str, int] = {}
+    updates: list[tuple[AbVariant, dict[str, int]]] = []
+    for record, key in zip(records, keys, strict=True):
+        row = record["_row"]
+
+        def problem(field: str, message: str, row=row) -> None:
+            problems.append((str(path), row, field, message))
+
+        if not key:
+            problem("variant_id", "is missing")
+            continue
+        if key in seen:
+            problem("variant_id", f"{key!r} repeats row {seen[key]}")
+            continue
+        seen[key] = row
+        variant = variants.get(key)
+        if variant is None:
+            problem("variant_id", f"{key!r} is not a variant of any exported A/B test")
+            continue
+        if only is not None and variant.test_id != only.id:
+            problem("variant_id", f"{key!r} belongs to another test than {test_name!r}")
+            continue
+        counts = {field: _count(record, field) for field in COUNTS}
+        bad = {f: v for f, v in counts.items() if isinstance(v, str)}
+        for field, message in bad.items():
+            problem(field, message)
+        if bad:
+            continue
+        if counts["clicks"] > counts["impressions"]:
+            problem("clicks", f"{counts['clicks']} clicks exceed {counts['impressions']} impressions")
+            continue
+        if counts["conversions"] > counts["impressions"]:
+            problem("conversions", f"{counts['conversions']} conversions exceed {counts['impressions']} impressions")
+            continue
+        updates.append((variant, counts))
+    if problems:
+        raise ValidationError(f"{path}: {len(problems)} problem(s), nothing imported", problems)
+
+    now = datetime.now(timezone.utc)
+    changed = 0
+    for variant, counts in updates:
+        if any(getattr(variant, f) != counts[f] for f in COUNTS):
+            changed += 1
+            for f in COUNTS:
+                setattr(variant, f, counts[f])
+            variant.results_at = now
+    test_ids = sorted({v.test_id for v, _ in updates})
+    names = list(session.scalars(select(AbTest.name).where(AbTest.id.in_(test_ids)).order_by(AbTest.name)))
+    if changed:
+        session.add(AuditEvent(user_id=user_id, action="abtest_results", entity="ab_test",
+                               entity_id=test_ids[0] if len(test_ids) == 1 else None,
+                               details={"file": path.name, "rows": len(updates), "changed": changed,
+                                        "tests": names}))
+    session.flush()
+    return ImportSummary(rows=len(updates), changed=changed, tests=names)
+
+
+def list_tests(session: Session) -> list[dict]:
+    """Every A/B test with its region, versions, briefs and how many variants have results."""
+    from sqlalchemy import func
+
+    out = []
+    for test in session.scalars(select(AbTest).order_by(AbTest.id)):
+        n, with_results = session.execute(select(func.count(), func.count(AbVariant.impressions))
+                                          .where(AbVariant.test_id == test.id)).one()
+        names = dict(session.execute(select(ModelVersion.id, ModelVersion.name).where(
+            ModelVersion.id.in_([test.generic_version_id, test.tuned_version_id]))).all())
+        out.append({"test": test.name, "region": test.region.code, "generic": names[test.generic_version_id],
+                    "tuned": names[test.tuned_version_id], "briefs": n // 2, "variants_with_results": with_results,
+                    "created_at": test.created_at})
+    return out
