@@ -140,8 +140,9 @@ def export_test(engine: Engine, name: str, region_code: str, tuned_name: str, in
         resampled += report.resampled
         if report.still_violating:
             ids = [briefs[i]["id"] for i in report.still_violating]
-            raise ValidationError(f"test {name!r}: the {arm} copy of briefs {ids} kept a banned term after "
-                                  "re-sampling; nothing was exported (loosen --ban or raise --max-new-tokens)")
+            raise ValidationError(f"test {name!r}: the {arm} copy of briefs {ids} kept a banned term or lacked a "
+                                  "required one after re-sampling; nothing was exported (loosen --ban/--require "
+                                  "or raise --max-new-tokens)")
         del model
 
     settings = {"params": params.__dict__, "seed": seed, "banned": list(constraints.banned),

@@ -48,7 +48,8 @@ def _decoding(args: argparse.Namespace, region: dict):
     from align.sampling import DecodingParams
 
     constraints = Constraints.for_region(region["avoid_terms"], region["local_terms"], args.ban or (),
-                                         args.boost or (), use_region=not args.no_region_terms)
+                                         args.boost or (), use_region=not args.no_region_terms,
+                                         require=args.require or ())
     params = DecodingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p)
     return params, constraints
 
@@ -61,10 +62,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
     report = generate_file(version["base_model"], version["adapter"], version["name"], region, Path(args.input),
                            Path(args.output), params, constraints, seed=args.seed, batch_size=args.batch_size)
     print(f"{report.rows} outputs written to {args.output} ({len(constraints.banned)} banned, "
-          f"{len(constraints.boosted)} boosted terms; {report.resampled} resampled after a banned term slipped "
-          f"through)")
+          f"{len(constraints.boosted)} boosted, {len(constraints.required)} required terms; "
+          f"{report.resampled} resampled after a constraint slipped through)")
     if report.still_violating:
-        print(f"warning: rows {report.still_violating} still contain a banned term (see banned_terms_present)")
+        print(f"warning: rows {report.still_violating} still break a constraint (see banned_terms_present, "
+              "required_terms_missing)")
         return 1
     return 0
 
@@ -145,7 +147,9 @@ def cmd_abtest_show(args: argparse.Namespace) -> int:
 
 def _decoding_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ban", action="append", help="a term that must not appear (repeatable)")
-    p.add_argument("--boost", action="append", help="a term to favour, e.g. a brand name (repeatable)")
+    p.add_argument("--boost", action="append", help="a term to favour, e.g. a local place name (repeatable)")
+    p.add_argument("--require", action="append", help="a term every output must contain, e.g. a brand name "
+                   "(repeatable)")
     p.add_argument("--no-region-terms", action="store_true", help="ignore the region's own avoid/local terms")
     p.add_argument("--max-new-tokens", type=int, default=96)
     p.add_argument("--temperature", type=float, default=0.9)

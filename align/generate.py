@@ -3,9 +3,13 @@
 Constraints work inside decoding, with transformers' own generation controls: banned terms (a region's references
 to avoid, competitor names) become ``bad_words_ids`` in every surface form a writer would use (as typed, lower
 case, capitalised, with and without a leading space), and boosted terms (brand-approved words, local place
-names) get a positive ``sequence_bias``. A BPE model can still spell a banned word from other pieces, so each
-output is also checked and, if a banned term slipped through, sampled again with the next seed (up to
-``retries`` times); the report says how many needed it and flags any that never came clean.
+names) get a positive ``sequence_bias``. Required terms (a brand name that must appear) are boosted too, and
+``RequireTerms`` guarantees them: it holds back the end of the text while one is missing and, once the tokens
+left are just enough to spell the missing ones, writes them out. (transformers 5 moved constrained beam search
+out of the library to a Hub repository, which this machine cannot reach, and it does not combine with sampling.)
+A BPE model can still spell a banned word from other pieces, so each output is also checked and, if a banned
+term slipped through or a required one is missing, sampled again with the next seed (up to ``retries`` times);
+the report says how many needed it and flags any that never came clean.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import PreTrainedTokenizerBase
+from transformers import LogitsProcessor, LogitsProcessorList, PreTrainedTokenizerBase
 
 from align.sampling import DecodingParams, load_policy, sample_texts
 from align.stages import save_atomically
@@ -29,24 +33,91 @@ BOOST = 2.0  # logit bonus per boosted term: a nudge towards local words, not a 
 MAX_INPUT_ROWS = 100_000
 
 
+def _unique(terms: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(t.strip() for t in terms if t.strip()))
+
+
+def _mentions(text: str, term: str) -> bool:
+    return re.search(rf"(?<!\w){re.escape(term)}(?!\w)", text, re.IGNORECASE) is not None
+
+
 @dataclass(frozen=True)
 class Constraints:
     banned: tuple[str, ...] = ()
     boosted: tuple[str, ...] = ()
     boost: float = BOOST
+    required: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if clash := [t for t in self.required if any(_mentions(t, b) for b in self.banned)]:
+            raise ValidationError(f"required terms {clash} contain a banned term; a text cannot satisfy both")
 
     @classmethod
     def for_region(cls, avoid_terms: Iterable[str], local_terms: Iterable[str], ban: Iterable[str] = (),
-                   boost: Iterable[str] = (), use_region: bool = True) -> Constraints:
+                   boost: Iterable[str] = (), use_region: bool = True, require: Iterable[str] = ()) -> Constraints:
         """The region's references to avoid (banned) and local terms (boosted), plus the request's own."""
         banned = [*(avoid_terms if use_region else ()), *ban]
         boosted = [*(local_terms if use_region else ()), *boost]
-        return cls(tuple(dict.fromkeys(t.strip() for t in banned if t.strip())),
-                   tuple(dict.fromkeys(t.strip() for t in boosted if t.strip())))
+        return cls(_unique(banned), _unique(boosted), required=_unique(require))
 
     def violations(self, text: str) -> list[str]:
         """The banned terms ``text`` contains (whole words, any case)."""
-        return [t for t in self.banned if re.search(rf"(?<!\w){re.escape(t)}(?!\w)", text, re.IGNORECASE)]
+        return [t for t in self.banned if _mentions(text, t)]
+
+    def missing(self, text: str) -> list[str]:
+        """The required terms ``text`` lacks."""
+        return [t for t in self.required if not _mentions(text, t)]
+
+    def broken_by(self, text: str) -> bool:
+        return bool(self.violations(text) or self.missing(text))
+
+
+def _contains(seq: list[int], part: list[int]) -> bool:
+    n = len(part)
+    return any(seq[i:i + n] == part for i in range(len(seq) - n + 1))
+
+
+class RequireTerms(LogitsProcessor):
+    """Every required term appears in each output: while one is missing the end of text is held back, and once
+    the tokens left are only just enough to spell the missing terms, they are written out token by token (a
+    term already begun is finished first). Each term is given as its token spellings; the first is forced."""
+
+    def __init__(self, spellings: list[list[list[int]]], prompt_length: int, max_new_tokens: int,
+                 eos_token_ids: list[int], word_pieces: list[int]):
+        self.spellings, self.prompt_length, self.max_new_tokens = spellings, prompt_length, max_new_tokens
+        self.eos = [i for i in eos_token_ids if i is not None]
+        self.word_pieces = word_pieces  # tokens that would glue onto the previous word ("Fremantle" + "ctaned")
+
+    def _just_written(self, seq: list[int]) -> bool:
+        return any(len(seq) >= len(f) and seq[len(seq) - len(f):] == f for forms in self.spellings for f in forms)
+
+    def _next(self, seq: list[int]) -> tuple[int, int] | None:
+        """(tokens still needed, the token to force next) for one row, or None when every term is there."""
+        missing = [forms[0] for forms in self.spellings if not any(_contains(seq, f) for f in forms)]
+        if not missing:
+            return None
+        need = sum(len(t) for t in missing)
+        started = max(((k, t) for t in missing for k in range(min(len(t) - 1, len(seq)), 0, -1)
+                       if seq[len(seq) - k:] == t[:k]), default=(0, missing[0]), key=lambda kt: kt[0])
+        done, term = started
+        return need - done, term[done]
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        left = self.max_new_tokens - (input_ids.shape[1] - self.prompt_length)
+        for row, ids in enumerate(input_ids[:, self.prompt_length:].tolist()):
+            if self._just_written(ids):  # a required term just ended: keep it a whole word
+                scores[row, self.word_pieces] = -float("inf")
+            step = self._next(ids)
+            if step is None:
+                continue
+            need, token = step
+            if self.eos:
+                scores[row, self.eos] = -float("inf")
+            if need >= left:
+                forced = torch.full_like(scores[row], -float("inf"))
+                forced[token] = 0.0
+                scores[row] = forced
+        return scores
 
 
 def _surface_forms(term: str) -> list[str]:
@@ -54,24 +125,42 @@ def _surface_forms(term: str) -> list[str]:
     return [f for form in forms for f in (form, " " + form)]
 
 
-def generation_controls(tokenizer: PreTrainedTokenizerBase, constraints: Constraints) -> dict:
-    """``generate`` keyword arguments that enforce ``constraints`` during decoding."""
+def word_pieces(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """Ids of the tokens that continue a word (their text starts with a letter or digit, no leading space)."""
+    tokens = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    return [i for i, t in enumerate(tokens) if t and t[0].isalnum()]
+
+
+def generation_controls(tokenizer: PreTrainedTokenizerBase, constraints: Constraints,
+                        max_new_tokens: int | None = None) -> dict:
+    """``sample_texts`` keyword arguments that enforce ``constraints`` during decoding (required terms need
+    ``max_new_tokens``)."""
     kwargs: dict = {}
     bad = {tuple(tokenizer(f, add_special_tokens=False)["input_ids"]) for t in constraints.banned
            for f in _surface_forms(t)}
     if bad := [list(ids) for ids in bad if ids]:
         kwargs["bad_words_ids"] = bad
     bias = {tuple(tokenizer(f, add_special_tokens=False)["input_ids"]): constraints.boost
-            for t in constraints.boosted for f in (" " + t, t)}
+            for t in (*constraints.boosted, *constraints.required) for f in (" " + t, t)}
     if bias := {ids: b for ids, b in bias.items() if ids}:
         kwargs["sequence_bias"] = bias
+    if constraints.required and max_new_tokens is not None:
+        spellings = [[tokenizer(f, add_special_tokens=False)["input_ids"] for f in (" " + t, t)]
+                     for t in constraints.required]
+        if (need := sum(len(forms[0]) for forms in spellings)) > max_new_tokens:
+            raise ValidationError(f"max_new_tokens {max_new_tokens} is too short for the required terms "
+                                  f"({need} tokens)")
+        eos = tokenizer.eos_token_id
+        pieces = word_pieces(tokenizer)
+        kwargs["processors"] = lambda prompt_length: LogitsProcessorList([RequireTerms(
+            spellings, prompt_length, max_new_tokens, eos if isinstance(eos, list) else [eos], pieces)])
     return kwargs
 
 
 @dataclass
 class GenerationReport:
     rows: int = 0
-    resampled: int = 0  # outputs sampled again because a banned term slipped through the decoding controls
+    resampled: int = 0  # outputs sampled again: a banned term slipped through or a required one was cut off
     still_violating: list[int] = field(default_factory=list)  # row numbers that never came clean
 
 
@@ -79,10 +168,10 @@ def generate_constrained(model, tokenizer, prompts: list[str], params: DecodingP
                          seed: int = 0, batch_size: int = 16, retries: int = 3,
                          progress: bool = True) -> tuple[list[str], GenerationReport]:
     """One completion per prompt under ``constraints``; see the module docstring."""
-    controls = generation_controls(tokenizer, constraints)
+    controls = generation_controls(tokenizer, constraints, params.max_new_tokens)
     texts = sample_texts(model, tokenizer, prompts, params, seed, batch_size, progress, **controls)
     report = GenerationReport(rows=len(prompts))
-    bad = [i for i, t in enumerate(texts) if constraints.violations(t)]
+    bad = [i for i, t in enumerate(texts) if constraints.broken_by(t)]
     for attempt in range(1, retries + 1):
         if not bad:
             break
@@ -91,7 +180,7 @@ def generate_constrained(model, tokenizer, prompts: list[str], params: DecodingP
                              batch_size, progress=False, **controls)
         for i, text in zip(bad, again, strict=True):
             texts[i] = text
-        bad = [i for i in bad if constraints.violations(texts[i])]
+        bad = [i for i in bad if constraints.broken_by(texts[i])]
     report.still_violating = bad
     return texts, report
 
@@ -134,7 +223,8 @@ def generate_file(base_model: str, adapter: str | None, version: str, region: di
                                          progress=progress)
     write_rows([{"id": r["id"], "region": region["code"], "version": version, "task_type": r["task_type"],
                  "brief": r["brief"], "text": text, "params": asdict(params), "seed": seed,
-                 "banned_terms_present": constraints.violations(text)}
+                 "banned_terms_present": constraints.violations(text),
+                 "required_terms_missing": constraints.missing(text)}
                 for r, text in zip(rows, texts, strict=True)], output_path, "jsonl")  # atomic
     return report
 

@@ -8,13 +8,20 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 from tqdm.auto import tqdm
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    LogitsProcessorList,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from collect.prompting import format_prompt
 from db.errors import ConfigError
@@ -62,15 +69,18 @@ def load_policy(base_model: str, adapter_path: str | None = None) -> tuple[PreTr
 
 def sample_texts(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str],
                  params: DecodingParams, seed: int, batch_size: int = 16, progress: bool = True,
-                 **controls) -> list[str]:
+                 processors: Callable[[int], LogitsProcessorList] | None = None, **controls) -> list[str]:
     """One sampled completion per prompt, in order. Batch ``i`` is seeded with ``seed + i``. ``controls`` go to
-    ``generate`` as they are (e.g. ``bad_words_ids``, ``sequence_bias``: see ``align.generate``)."""
+    ``generate`` as they are (e.g. ``bad_words_ids``, ``sequence_bias``: see ``align.generate``); ``processors``,
+    given a batch's prompt length, makes its extra logits processors."""
     outputs: list[str] = []
     batches = range(0, len(prompts), batch_size)
     for i, start in enumerate(tqdm(batches, desc="sampling", unit="batch", disable=not progress)):
         chunk = prompts[start:start + batch_size]
         enc = tokenizer(chunk, return_tensors="pt", padding=True).to(model.device)
         torch.manual_seed(seed + i)
+        if processors is not None:
+            controls["logits_processor"] = processors(enc["input_ids"].shape[1])
         with torch.no_grad():
             out = model.generate(**enc, do_sample=True, max_new_tokens=params.max_new_tokens,
                                  temperature=params.temperature, top_p=params.top_p, top_k=params.top_k,

@@ -23,6 +23,7 @@ from align.generate import Constraints, generate_constrained
 from align.sampling import DecodingParams, load_policy
 from collect.prompting import TASK_LABELS, format_prompt
 from db.apikeys import Scope, authenticate
+from db.errors import ValidationError
 from db.models import Deployment, ModelVersion, Region
 from db.session import session_scope
 
@@ -51,6 +52,8 @@ class GenerateRequest(BaseModel):
                                                                         description="terms that must not appear")
     boost: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field([], max_length=100,
                                                                          description="terms to favour")
+    require: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(
+        [], max_length=20, description="terms every output must contain (e.g. a brand name)")
     use_region_terms: bool = Field(True, description="ban the region's references to avoid, boost its local terms")
 
 
@@ -58,6 +61,7 @@ class Output(BaseModel):
     id: str | None
     text: str
     banned_terms_present: list[str]
+    required_terms_missing: list[str] = []
 
 
 class GenerateResponse(BaseModel):
@@ -155,7 +159,11 @@ def create_app(engine: Engine, max_batch: int = 32, timeout_s: float = 60.0) -> 
                 raise HTTPException(409, f"no version is deployed to {body.region!r} (geoalign deploy set)")
             info = (region.name, region.locale, list(region.avoid_terms or []), list(region.local_terms or []))
             version = (deployed.name, deployed.base_model, deployed.adapter_path)
-        constraints = Constraints.for_region(info[2], info[3], body.ban, body.boost, use_region=body.use_region_terms)
+        try:
+            constraints = Constraints.for_region(info[2], info[3], body.ban, body.boost,
+                                                 use_region=body.use_region_terms, require=body.require)
+        except ValidationError as exc:
+            raise HTTPException(422, f"require: {exc}") from None
         params = DecodingParams(max_new_tokens=body.params.max_new_tokens, temperature=body.params.temperature,
                                 top_p=body.params.top_p)
         prompts = [format_prompt(info[0], info[1], i.task_type, i.brief) for i in body.items]
@@ -165,8 +173,11 @@ def create_app(engine: Engine, max_batch: int = 32, timeout_s: float = 60.0) -> 
                 body.params.seed), timeout=timeout_s)
         except TimeoutError:
             raise HTTPException(504, f"generation took longer than {timeout_s:g} s") from None
+        except ValidationError as exc:  # e.g. max_new_tokens too short to spell the required terms
+            raise HTTPException(422, str(exc)) from None
         return GenerateResponse(region=body.region, version=version[0], outputs=[
-            Output(id=i.id, text=t, banned_terms_present=constraints.violations(t))
+            Output(id=i.id, text=t, banned_terms_present=constraints.violations(t),
+                   required_terms_missing=constraints.missing(t))
             for i, t in zip(body.items, texts, strict=True)])
 
     return app

@@ -59,6 +59,26 @@ def test_boosted_terms_appear_more_often(policy):
     assert words(boosted)[term] > words(free)[term]
 
 
+def test_a_required_term_appears_in_every_output(policy):
+    model, tokenizer = policy
+    free, _ = generate_constrained(model, tokenizer, prompts(60), PARAMS, Constraints(), seed=9, batch_size=30,
+                                   progress=False)
+    term = "Fremantle"
+    assert sum(term.lower() in t.lower() for t in free) < 30  # the tiny model does not write it every time
+    required = Constraints(required=(term,))
+    texts, report = generate_constrained(model, tokenizer, prompts(60), PARAMS, required, seed=9, batch_size=30,
+                                         retries=0, progress=False)  # decoding alone, no re-sampling
+    assert [t for t in texts if required.missing(t)] == [] and report.still_violating == []
+    two = Constraints(required=("Fremantle", "porridge"), banned=("Leeds",))
+    texts, _ = generate_constrained(model, tokenizer, prompts(30), PARAMS, two, seed=2, batch_size=30, retries=0,
+                                    progress=False)
+    assert all(not two.missing(t) and not two.violations(t) for t in texts)
+    with pytest.raises(ValidationError, match="too short for the required terms"):
+        generate_constrained(model, tokenizer, prompts(1), DecodingParams(max_new_tokens=1), two, progress=False)
+    with pytest.raises(ValidationError, match="contain a banned term"):
+        Constraints(required=("Leeds Market",), banned=("leeds",))
+
+
 def test_controls_cover_the_usual_spellings(policy):
     _, tokenizer = policy
     controls = generation_controls(tokenizer, Constraints(banned=("Leeds",), boosted=("Headingley",)))

@@ -117,3 +117,19 @@ def test_switching_the_deployed_version_needs_no_restart(api, tmp_path, tiny_mod
     with session_scope(engine) as s:
         deploy(s, "en-GB-leeds", "base")
     assert post(client, keys["leeds"], body).json() == before  # back on the base: the adapter is switched off
+
+
+def test_required_terms_appear_in_every_output(api):
+    client, keys, _ = api
+    body = {"region": "en-GB-leeds", "items": [ITEM] * 20, "require": ["Kirkstall"],
+            "params": {"max_new_tokens": 16, "temperature": 1.0, "seed": 4}}
+    r = post(client, keys["leeds"], body)
+    assert r.status_code == 200, r.text
+    outputs = r.json()["outputs"]
+    assert all(re.search(r"(?<!\w)Kirkstall(?!\w)", o["text"]) for o in outputs)
+    assert all(o["required_terms_missing"] == [] for o in outputs)
+    r = post(client, keys["leeds"], body | {"ban": ["kirkstall"]})
+    assert r.status_code == 422 and "require" in r.json()["detail"]
+    r = post(client, keys["leeds"], body | {"require": ["Kirkstall Abbey ruins by the river"],
+                                            "params": {"max_new_tokens": 2}})
+    assert r.status_code == 422 and "too short for the required terms" in r.json()["detail"]
