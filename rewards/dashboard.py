@@ -207,8 +207,8 @@ def lift_chart(abtests: pd.DataFrame) -> alt.Chart:
     the zero line the tuned copy does better in the campaign."""
     data = abtests.assign(label=abtests["test"] + " (" + abtests["tuned_version"] + ")")
     y = alt.Y("label:N", title=None, axis=alt.Axis(labelLimit=260))
-    color = alt.Color("metric:N", title="rate", scale=alt.Scale(domain=["click-through", "conversion",
-                                                                        "conversion per click"]))
+    color = alt.Color("metric:N", title="rate", scale=alt.Scale(
+        domain=["click-through", "conversion", "conversion per click"], range=["#4c78a8", "#f58518", "#54a24b"]))
     bars = alt.Chart(data).mark_rule(strokeWidth=3, opacity=0.6).encode(
         x=alt.X("low:Q", title="lift of tuned over generic", axis=alt.Axis(format="%")), x2="high:Q", y=y,
         color=color, yOffset="metric:N")

@@ -32,6 +32,10 @@ EMPTY_STATE = ("No votes yet. Reviewers' judgements appear here as soon as they 
 AB_EMPTY = ("No A/B results yet. `geoalign abtest export` writes a generic and a tuned variant per brief for a "
             "campaign tool; `geoalign abtest import-results` brings back impressions, clicks and conversions.")
 
+AB_SHOWN = ["test", "region", "tuned_version", "metric", "briefs", "generic_n", "generic_rate", "tuned_n",
+            "tuned_rate", "lift", "low", "high", "p_value", "significant", "note"]
+AB_PERCENT = ["generic_rate", "tuned_rate", "lift", "low", "high"]
+
 
 @st.cache_data(ttl=CACHE_S, show_spinner="Computing win-rates and ratings…")
 def _dashboard(database_url: str) -> Dashboard:
@@ -142,4 +146,17 @@ def render() -> None:
         st.caption("Tuned copy vs the base model's generic copy on the same briefs, from the campaign tool's "
                    "impressions, clicks and conversions. Lift = tuned rate / generic rate − 1, with 95% intervals "
                    "(rate ratio, log method); p from Fisher's exact test.")
-        _charted(d.abtests, lift_chart, "ab_tests", region, AB_EMPTY)
+        if d.abtests.empty:
+            st.caption(AB_EMPTY)
+        else:
+            st.altair_chart(lift_chart(d.abtests), width="stretch")
+            pct = {"format": "%.2f%%"}
+            st.dataframe(d.abtests[AB_SHOWN].assign(**{c: d.abtests[c] * 100 for c in AB_PERCENT}), hide_index=True,
+                         width="stretch", column_config={
+                             "generic_rate": st.column_config.NumberColumn("generic rate", **pct),
+                             "tuned_rate": st.column_config.NumberColumn("tuned rate", **pct),
+                             "lift": st.column_config.NumberColumn("lift", format="%+.1f%%"),
+                             "low": st.column_config.NumberColumn("95% CI low", format="%+.1f%%"),
+                             "high": st.column_config.NumberColumn("95% CI high", format="%+.1f%%"),
+                             "p_value": st.column_config.NumberColumn("p", format="%.3g")})
+            _download(d.abtests, "ab_tests", region)

@@ -194,7 +194,9 @@ def test_reviewer_flow_in_chromium(server, engine, tmp_path):
 def test_lead_dashboard_draws_its_charts_in_chromium(loaded, settings, tmp_path):
     """A lead opens the Dashboard on votes between three versions: every chart renders (Vega draws it without an
     error), with a screenshot for a human eye."""
+    from align.abtest import import_results
     from tests.conftest import lineage
+    from tests.test_abtest import make_test, results_file
     from tests.test_dashboard import MONDAY, cast
 
     ids = lineage(loaded)
@@ -203,6 +205,11 @@ def test_lead_dashboard_draws_its_charts_in_chromium(loaded, settings, tmp_path)
     cast(loaded, rev, ids, "v2", "v1", ["win", "loss", "win", "tie"], when=MONDAY + timedelta(days=7),
          tags=["place_name"])
     cast(loaded, rev, ids, "v1", "base", ["win", "win", "loss"])
+    make_test(loaded, name="spring-leeds", briefs=("b1", "b2"))
+    with session_scope(loaded) as s:  # a campaign's results for the A/B tab
+        import_results(s, results_file(tmp_path / "campaign.csv", [
+            ("spring-leeds-b1-generic", 12000, 410, 52), ("spring-leeds-b1-tuned", 11800, 505, 66),
+            ("spring-leeds-b2-generic", 9000, 250, 20), ("spring-leeds-b2-tuned", 9100, 282, 27)]))
     login_as(loaded, "lead", PASSWORD, roles=("lead",))
     with _streamlit(settings, tmp_path) as (url, _), sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROME_ARGS)
@@ -223,6 +230,11 @@ def test_lead_dashboard_draws_its_charts_in_chromium(loaded, settings, tmp_path)
         expect(page.get_by_role("heading", name="Bradley–Terry leaderboard")).to_be_visible()
         visible = [c for c in charts.all() if c.is_visible()]
         assert len(visible) == 1 and visible[0].locator("canvas, svg").count() >= 1
+        page.get_by_role("tab", name="A/B tests").click()
+        expect(page.get_by_role("heading", name="Lift in live campaigns")).to_be_visible()
+        visible = [c for c in charts.all() if c.is_visible()]
+        assert len(visible) == 1 and visible[0].locator("canvas, svg").count() >= 1
+        page.screenshot(path=str(shot.with_name("abtests-browser-test.png")), full_page=True)
         browser.close()
     assert errors == []
     assert shot.stat().st_size > 20_000
