@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -216,15 +216,16 @@ def import_results(session: Session, path: Path | str, test_name: str | None = N
         if only is None:
             raise NotFound(f"A/B test {test_name!r} does not exist; see geoalign abtest list")
     keys = [str(r.get("variant_id") or "").strip() for r in records]
-    variants: dict[str, AbVariant] = {}
-    for start in range(0, len(keys), 500):
-        chunk = [k for k in keys[start:start + 500] if k]
-        variants |= {v.variant_key: v for v in session.scalars(select(AbVariant).where(
-            AbVariant.variant_key.in_(chunk)))}
+    variants = {}  # variant_key -> (id, test_id, impressions, clicks, conversions), read in chunks of ids
+    for start in range(0, len(keys), 1000):
+        chunk = [k for k in keys[start:start + 1000] if k]
+        variants |= {row[0]: row[1:] for row in session.execute(select(
+            AbVariant.variant_key, AbVariant.id, AbVariant.test_id, *(getattr(AbVariant, c) for c in COUNTS))
+            .where(AbVariant.variant_key.in_(chunk)))}
 
     problems: list[tuple[str, int | None, str | None, str]] = []
     seen: dict[str, int] = {}
-    updates: list[tuple[AbVariant, dict[str, int]]] = []
+    updates: list[tuple[tuple, dict[str, int]]] = []
     for record, key in zip(records, keys, strict=True):
         row = record["_row"]
 
@@ -242,7 +243,7 @@ def import_results(session: Session, path: Path | str, test_name: str | None = N
         if variant is None:
             problem("variant_id", f"{key!r} is not a variant of any exported A/B test")
             continue
-        if only is not None and variant.test_id != only.id:
+        if only is not None and variant[1] != only.id:
             problem("variant_id", f"{key!r} belongs to another test than {test_name!r}")
             continue
         counts = {field: _count(record, field) for field in COUNTS}
@@ -262,22 +263,19 @@ def import_results(session: Session, path: Path | str, test_name: str | None = N
         raise ValidationError(f"{path}: {len(problems)} problem(s), nothing imported", problems)
 
     now = datetime.now(timezone.utc)
-    changed = 0
-    for variant, counts in updates:
-        if any(getattr(variant, f) != counts[f] for f in COUNTS):
-            changed += 1
-            for f in COUNTS:
-                setattr(variant, f, counts[f])
-            variant.results_at = now
-    test_ids = sorted({v.test_id for v, _ in updates})
+    changed = [{"id": variant[0], **counts, "results_at": now} for variant, counts in updates
+               if tuple(variant[2:]) != tuple(counts[f] for f in COUNTS)]
+    if changed:  # ORM bulk UPDATE by primary key: one executemany
+        session.execute(update(AbVariant), changed)
+    test_ids = sorted({variant[1] for variant, _ in updates})
     names = list(session.scalars(select(AbTest.name).where(AbTest.id.in_(test_ids)).order_by(AbTest.name)))
     if changed:
         session.add(AuditEvent(user_id=user_id, action="abtest_results", entity="ab_test",
                                entity_id=test_ids[0] if len(test_ids) == 1 else None,
-                               details={"file": path.name, "rows": len(updates), "changed": changed,
+                               details={"file": path.name, "rows": len(updates), "changed": len(changed),
                                         "tests": names}))
     session.flush()
-    return ImportSummary(rows=len(updates), changed=changed, tests=names)
+    return ImportSummary(rows=len(updates), changed=len(changed), tests=names)
 
 
 def list_tests(session: Session) -> list[dict]:
