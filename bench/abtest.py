@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import sys
 import tempfile
@@ -123,7 +124,6 @@ def export_bench(n: int, tmp: Path) -> None:
     from align.abtest import export_test
     from align.generate import Constraints
     from align.sampling import DecodingParams
-    from collect.ingest import import_examples
 
     model = get_settings().demo_model_dir
     if not (model / "config.json").exists():
@@ -137,15 +137,12 @@ def export_bench(n: int, tmp: Path) -> None:
     with session_scope(engine) as s:
         import_regions(s, DEMO_DATA / REGION / "region.json")
         s.flush()
-        import_examples(s, DEMO_DATA / REGION / "examples.jsonl", region=REGION)
         base = ModelVersion(name="base", base_model=str(model))
         s.add(base)
         s.flush()
         s.add(ModelVersion(name="v1", base_model=str(model), adapter_path=str(tmp / "v1"), parent_id=base.id))
         region = s.scalar(select(Region).where(Region.code == REGION))
         constraints = Constraints.for_region(region.avoid_terms or [], region.local_terms or [])
-    import json
-
     briefs = [json.loads(line) for line in (DEMO_DATA / REGION / "examples.jsonl").read_text().splitlines()][:n]
     src = tmp / "briefs.csv"
     with src.open("w", newline="") as fh:
