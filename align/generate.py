@@ -15,6 +15,7 @@ the report says how many needed it and flags any that never came clean.
 from __future__ import annotations
 
 import csv
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -83,7 +84,7 @@ class RequireTerms(LogitsProcessor):
     term already begun is finished first). Each term is given as its token spellings; the first is forced."""
 
     def __init__(self, spellings: list[list[list[int]]], prompt_length: int, max_new_tokens: int,
-                 eos_token_ids: list[int], word_pieces: list[int]):
+                 eos_token_ids: list[int], word_pieces: torch.Tensor):
         self.spellings, self.prompt_length, self.max_new_tokens = spellings, prompt_length, max_new_tokens
         self.eos = [i for i in eos_token_ids if i is not None]
         self.word_pieces = word_pieces  # tokens that would glue onto the previous word ("Fremantle" + "ctaned")
@@ -125,10 +126,12 @@ def _surface_forms(term: str) -> list[str]:
     return [f for form in forms for f in (form, " " + form)]
 
 
-def word_pieces(tokenizer: PreTrainedTokenizerBase) -> list[int]:
-    """Ids of the tokens that continue a word (their text starts with a letter or digit, no leading space)."""
+@functools.lru_cache(maxsize=4)
+def word_pieces(tokenizer: PreTrainedTokenizerBase) -> torch.Tensor:
+    """Ids of the tokens that continue a word (their text starts with a letter or digit, no leading space marker
+    such as BPE's "Ġ" or SentencePiece's "▁"); computed once per tokenizer."""
     tokens = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
-    return [i for i, t in enumerate(tokens) if t and t[0].isalnum()]
+    return torch.tensor([i for i, t in enumerate(tokens) if t and t[0].isalnum()], dtype=torch.long)
 
 
 def generation_controls(tokenizer: PreTrainedTokenizerBase, constraints: Constraints,

@@ -91,6 +91,8 @@ def render() -> None:
     everything = _dashboard(get_engine().url.render_as_string(hide_password=False))
     if everything.total_votes == 0:
         st.info(EMPTY_STATE)
+        if not everything.abtests.empty:  # campaign results can come back before any vote is cast
+            _ab_section(everything, ALL_REGIONS)
         return
     region = top[0].selectbox("Region", [ALL_REGIONS, *everything.regions], key="dashboard_region")
     d = everything.region(region)
@@ -142,21 +144,26 @@ def render() -> None:
                    "taste moved away from what the reward model learned.")
         _charted(d.reward_model, reward_model_chart, "reward_model", region, "No finished round yet.")
     with campaigns:
-        st.subheader("Lift in live campaigns")
-        st.caption("Tuned copy vs the base model's generic copy on the same briefs, from the campaign tool's "
-                   "impressions, clicks and conversions. Lift = tuned rate / generic rate − 1, with 95% intervals "
-                   "(rate ratio, log method); p from Fisher's exact test.")
-        if d.abtests.empty:
-            st.caption(AB_EMPTY)
-        else:
-            st.altair_chart(lift_chart(d.abtests), width="stretch")
-            pct = {"format": "%.2f%%"}
-            st.dataframe(d.abtests[AB_SHOWN].assign(**{c: d.abtests[c] * 100 for c in AB_PERCENT}), hide_index=True,
-                         width="stretch", column_config={
-                             "generic_rate": st.column_config.NumberColumn("generic rate", **pct),
-                             "tuned_rate": st.column_config.NumberColumn("tuned rate", **pct),
-                             "lift": st.column_config.NumberColumn("lift", format="%+.1f%%"),
-                             "low": st.column_config.NumberColumn("95% CI low", format="%+.1f%%"),
-                             "high": st.column_config.NumberColumn("95% CI high", format="%+.1f%%"),
-                             "p_value": st.column_config.NumberColumn("p", format="%.3g")})
-            _download(d.abtests, "ab_tests", region)
+        _ab_section(d, region)
+
+
+def _ab_section(d: Dashboard, region: str) -> None:
+    """The A/B tests tab: each test's lift with its interval, the table in percent and its CSV."""
+    st.subheader("Lift in live campaigns")
+    st.caption("Tuned copy vs the base model's generic copy on the same briefs, from the campaign tool's "
+               "impressions, clicks and conversions. Lift = tuned rate / generic rate − 1, with 95% intervals "
+               "(rate ratio, log method); p from Fisher's exact test.")
+    if d.abtests.empty:
+        st.caption(AB_EMPTY)
+    else:
+        st.altair_chart(lift_chart(d.abtests), width="stretch")
+        pct = {"format": "%.2f%%"}
+        st.dataframe(d.abtests[AB_SHOWN].assign(**{c: d.abtests[c] * 100 for c in AB_PERCENT}), hide_index=True,
+                     width="stretch", column_config={
+                         "generic_rate": st.column_config.NumberColumn("generic rate", **pct),
+                         "tuned_rate": st.column_config.NumberColumn("tuned rate", **pct),
+                         "lift": st.column_config.NumberColumn("lift", format="%+.1f%%"),
+                         "low": st.column_config.NumberColumn("95% CI low", format="%+.1f%%"),
+                         "high": st.column_config.NumberColumn("95% CI high", format="%+.1f%%"),
+                         "p_value": st.column_config.NumberColumn("p", format="%.3g")})
+        _download(d.abtests, "ab_tests", region)

@@ -316,3 +316,22 @@ def test_abtest_show_and_list_commands(loaded, settings, tmp_path, capsys):
     bad = results_file(tmp_path / "bad.csv", [("spring-b1-tuned", 10, 20, 0)])
     assert main(["abtest", "import-results", str(bad)]) == 2
     assert "bad.csv:2:clicks: 20 clicks exceed 10 impressions" in capsys.readouterr().err
+
+
+def test_campaign_results_show_before_any_vote(loaded, tmp_path):
+    make_test(loaded)
+    at = AppTest.from_function(_dashboard_page, default_timeout=60)
+    at.session_state["geoalign_user"] = login_as(loaded, "lead", roles=("lead",))
+    at.run()
+    assert not at.exception and "No votes yet" in at.info[0].value
+    assert at.get("vega_lite_chart") == [] and at.subheader == []  # nothing else yet
+    with session_scope(loaded) as s:
+        import_results(s, results_file(tmp_path / "r.csv", [("spring-b1-generic", 4000, 160, 20),
+                                                            ("spring-b1-tuned", 4000, 220, 31)]))
+    from rewards.dashboard_page import _dashboard
+
+    _dashboard.clear()
+    at.run()
+    assert not at.exception and "No votes yet" in at.info[0].value
+    assert len(at.get("vega_lite_chart")) == 1 and "Download ab tests (CSV)" in [
+        b.label for b in at.get("download_button")]
