@@ -122,12 +122,11 @@ def export_test(engine: Engine, name: str, region_code: str, tuned_name: str, in
                 "tuned": (tuned.name, tuned.base_model, tuned.adapter_path)}
 
     briefs = read_prompts(input_path)
-    for row in briefs:
-        if not ROW_ID.fullmatch(row["id"]):
-            raise ValidationError(f"{input_path}: brief {row['id']!r}: field id may hold up to 100 letters, "
-                                  "digits, '-', '_', '.' or ':'")
     seen: dict[str, int] = {}
     for n, row in enumerate(briefs, start=2):
+        if not ROW_ID.fullmatch(row["id"]):
+            raise ValidationError(f"{input_path}: row {n}: field id {row['id']!r} may hold up to 100 letters, "
+                                  "digits, '-', '_', '.' or ':'")
         if row["id"] in seen:
             raise ValidationError(f"{input_path}: row {n}: field id {row['id']!r} repeats row {seen[row['id']]}")
         seen[row["id"]] = n
@@ -146,7 +145,8 @@ def export_test(engine: Engine, name: str, region_code: str, tuned_name: str, in
         del model
 
     settings = {"params": params.__dict__, "seed": seed, "banned": list(constraints.banned),
-                "boosted": list(constraints.boosted), "input": Path(input_path).name}
+                "boosted": list(constraints.boosted), "required": list(constraints.required),
+                "input": Path(input_path).name}
     try:
         with session_scope(engine) as session:
             test = AbTest(name=name, region_id=session.scalar(select(Region.id).where(Region.code == region_code)),

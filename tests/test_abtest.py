@@ -94,7 +94,7 @@ def test_export_rejects_bad_input_and_stores_nothing(versions, tmp_path, capsys)
     assert "row 3: field id 'b1' repeats row 2" in capsys.readouterr().err
     briefs.write_text("id,brief,task_type\nb 1,One,ad_copy\n")
     assert export(briefs=briefs, out=out) == 2
-    assert "field id may hold" in capsys.readouterr().err
+    assert "row 2: field id 'b 1' may hold" in capsys.readouterr().err
     assert export(name="no spaces", briefs=briefs, out=out) == 2
     assert "test name 'no spaces'" in capsys.readouterr().err
     assert export(version="v7", briefs=briefs, out=out) == 2
