@@ -15,14 +15,14 @@ them into the lift with its interval that the Dashboard and ``geoalign abtest sh
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from align.generate import Constraints, generate_constrained, read_prompts
 from align.sampling import DecodingParams, load_policy
@@ -144,13 +144,13 @@ def export_test(engine: Engine, name: str, region_code: str, tuned_name: str, in
                                   "or raise --max-new-tokens)")
         del model
 
-    settings = {"params": params.__dict__, "seed": seed, "banned": list(constraints.banned),
+    settings = {"params": asdict(params), "seed": seed, "banned": list(constraints.banned),
                 "boosted": list(constraints.boosted), "required": list(constraints.required),
                 "input": Path(input_path).name}
     try:
         with session_scope(engine) as session:
-            test = AbTest(name=name, region_id=session.scalar(select(Region.id).where(Region.code == region_code)),
-                          generic_version_id=generic.id, tuned_version_id=tuned.id, settings=settings)
+            test = AbTest(name=name, region_id=region.id, generic_version_id=generic.id, tuned_version_id=tuned.id,
+                          settings=settings)
             session.add(test)
             session.flush()
             session.add_all(
@@ -279,16 +279,15 @@ def import_results(session: Session, path: Path | str, test_name: str | None = N
 
 
 def list_tests(session: Session) -> list[dict]:
-    """Every A/B test with its region, versions, briefs and how many variants have results."""
-    from sqlalchemy import func
-
-    out = []
-    for test in session.scalars(select(AbTest).order_by(AbTest.id)):
-        n, with_results = session.execute(select(func.count(), func.count(AbVariant.impressions))
-                                          .where(AbVariant.test_id == test.id)).one()
-        names = dict(session.execute(select(ModelVersion.id, ModelVersion.name).where(
-            ModelVersion.id.in_([test.generic_version_id, test.tuned_version_id]))).all())
-        out.append({"test": test.name, "region": test.region.code, "generic": names[test.generic_version_id],
-                    "tuned": names[test.tuned_version_id], "briefs": n // 2, "variants_with_results": with_results,
-                    "created_at": test.created_at})
-    return out
+    """Every A/B test with its region, versions, briefs and how many variants have results (one query)."""
+    generic, tuned = aliased(ModelVersion), aliased(ModelVersion)
+    rows = session.execute(
+        select(AbTest.name, Region.code, generic.name, tuned.name, func.count(AbVariant.id),
+               func.count(AbVariant.impressions), AbTest.created_at)
+        .join(Region, AbTest.region_id == Region.id).join(generic, AbTest.generic_version_id == generic.id)
+        .join(tuned, AbTest.tuned_version_id == tuned.id).outerjoin(AbVariant, AbVariant.test_id == AbTest.id)
+        .group_by(AbTest.id, AbTest.name, Region.code, generic.name, tuned.name, AbTest.created_at)
+        .order_by(AbTest.id)).all()
+    return [{"test": name, "region": region, "generic": g, "tuned": t, "briefs": n // 2,
+             "variants_with_results": with_results, "created_at": created}
+            for name, region, g, t, n, with_results, created in rows]
