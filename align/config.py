@@ -50,6 +50,8 @@ class RoundSettings:
     eval_prompts: int = field(default=24, metadata={"help": "test-split prompts scored per version in evaluation"})
     review_prompts: int = field(default=12, metadata={"help": "train-split prompts that get new pairs"})
     max_new_tokens: int = field(default=64, metadata={"help": "tokens sampled per output in evaluation and pairs"})
+    sample_batch_size: int = field(default=16, metadata={
+        "help": "prompts sampled together in evaluation (batched by length; 16 keeps 2 CPU cores busy)"})
     seed: int = field(default=0, metadata={"help": "seed for data order, sampling and LoRA init"})
     launcher: str = field(default="inline", metadata={"help": "inline, or accelerate (stages as subprocesses)"})
     num_processes: int = field(default=2, metadata={"help": "processes per stage with launcher=accelerate"})
@@ -65,7 +67,7 @@ class RoundSettings:
         if self.launcher not in ("inline", "accelerate"):
             raise ConfigError(f"round.launcher: {self.launcher!r} is not one of ['inline', 'accelerate']")
         for name in ("min_preference_pairs", "rl_prompts", "eval_prompts", "review_prompts", "max_new_tokens",
-                     "num_processes"):
+                     "num_processes", "sample_batch_size"):
             if getattr(self, name) < (0 if name in ("rl_prompts", "review_prompts") else 1):
                 raise ConfigError(f"round.{name} must be positive, got {getattr(self, name)}")
 
@@ -118,10 +120,16 @@ class RoundConfig:
 
 
 def _device_defaults() -> dict[str, Any]:
+    """Device and precision for every stage: bf16 autocast where the hardware runs it natively (align.precision)."""
     import torch
 
-    # TRL turns bf16 on by default; a CPU-only machine must say so or TrainingArguments refuses to start.
-    return {} if torch.cuda.is_available() else {"use_cpu": True, "bf16": False}
+    from align.precision import use_bf16
+
+    bf16 = use_bf16()
+    if torch.cuda.is_available():
+        return {"bf16": bf16}
+    # TrainingArguments needs use_cpu on a CPU-only machine; bf16 there is CPU autocast (AVX512-BF16 / AMX)
+    return {"use_cpu": True, "bf16": bf16}
 
 
 def _trl_class(stage: str, rl_algorithm: str) -> type:

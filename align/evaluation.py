@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.orm import Session
 
-from align.sampling import DecodingParams, load_policy, sample_texts
+from align.sampling import DecodingParams, load_policy, render_all, sample_texts
 from collect.pairing import make_pairs
-from collect.prompting import format_prompt
+from collect.prompting import BriefContext, dataset_prompt
 from db.models import Generation, ModelVersion, Prompt, Region, Split
 from db.session import session_scope
 from rewards.rules import RegionRules, regional_reward
@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def _prompts(engine: Engine, region: str | None, split: Split, limit: int) -> list[dict]:
+def _prompts(engine: Engine, region: str | None, split: Split, limit: int, prompt_format: str) -> list[dict]:
+    """Prompts of ``split`` (in content-hash order) with their brief context and the reward model's prompt."""
     if limit <= 0:
         return []
     with session_scope(engine) as session:
@@ -39,18 +40,22 @@ def _prompts(engine: Engine, region: str | None, split: Split, limit: int) -> li
                 .order_by(Prompt.content_hash).limit(limit))
         if region:
             stmt = stmt.where(Region.code == region)
-        return [{"prompt_id": p.id, "split": split.value, "region": r.code, "task_type": p.task_type.value,
-                 "brief": p.text, "text": format_prompt(r.name, r.locale, p.task_type.value, p.text)}
-                for p, r in session.execute(stmt)]
+        rows = []
+        for p, r in session.execute(stmt):
+            ctx = BriefContext.of_prompt(r, p)
+            rows.append({"prompt_id": p.id, "split": split.value, "region": r.code, "task_type": p.task_type.value,
+                         "brief": p.text, "context": ctx, "prompt": dataset_prompt(ctx, prompt_format)})
+        return rows
 
 
 def evaluate_round(engine: Engine, plan: _Plan, workdir: Path, adapter: str, reward_model: str | None,
                    report: _Reporter) -> dict[str, Any]:
     """Sample, score and compare; writes ``eval/samples.jsonl`` and ``eval/metrics.json`` under the round dir."""
     settings = plan.config.settings
-    test = _prompts(engine, plan.region, Split.test, settings.eval_prompts)
-    train = _prompts(engine, plan.region, Split.train, settings.review_prompts)
+    test = _prompts(engine, plan.region, Split.test, settings.eval_prompts, plan.prompt_format)
+    train = _prompts(engine, plan.region, Split.train, settings.review_prompts, plan.prompt_format)
     rows = test + train
+    contexts = [r.pop("context") for r in rows]
     params = DecodingParams(max_new_tokens=settings.max_new_tokens)
     sft = Path(workdir) / "stages" / "sft" / "adapter"
     adapters = {"new": adapter, "parent": plan.parent_adapter, "base": None}
@@ -64,8 +69,8 @@ def evaluate_round(engine: Engine, plan: _Plan, workdir: Path, adapter: str, rew
             continue
         report.log(f"eval: sampling {len(rows)} prompts with {label}")
         model, tokenizer = load_policy(plan.base_model, path)
-        outputs[label] = sample_texts(model, tokenizer, [r["text"] for r in rows], params, seed=settings.seed,
-                                      progress=False)
+        outputs[label] = sample_texts(model, tokenizer, render_all(tokenizer, contexts), params, seed=settings.seed,
+                                      batch_size=settings.sample_batch_size, progress=False)
         del model
     for i, row in enumerate(rows):
         row["outputs"] = {label: texts[i] for label, texts in outputs.items()}
@@ -80,7 +85,7 @@ def evaluate_round(engine: Engine, plan: _Plan, workdir: Path, adapter: str, rew
 
         scorer = RewardScorer(reward_model)
         for label in ("new", "parent", "base"):
-            scores = scorer.score([r["text"] for r in test], [r["outputs"][label] for r in test])
+            scores = scorer.score([r["prompt"] for r in test], [r["outputs"][label] for r in test])
             for row, score in zip(test, scores, strict=True):
                 row.setdefault("rm_scores", {})[label] = round(score, 4)
 

@@ -24,10 +24,10 @@ from pathlib import Path
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList, PreTrainedTokenizerBase
 
-from align.sampling import DecodingParams, load_policy, sample_texts
+from align.sampling import DecodingParams, load_policy, render_all, sample_texts
 from align.stages import save_atomically
 from collect.export import write_rows
-from collect.prompting import TASK_LABELS, format_prompt
+from collect.prompting import TASK_LABELS, BriefContext
 from db.errors import ValidationError
 
 BOOST = 2.0  # logit bonus per boosted term: a nudge towards local words, not a forced insertion
@@ -189,8 +189,8 @@ def generate_constrained(model, tokenizer, prompts: list[str], params: DecodingP
 
 
 def read_prompts(path: Path) -> list[dict]:
-    """Rows of a CSV with ``brief`` (or ``prompt``) and ``task_type`` (optional ``id``); errors name file, row,
-    field."""
+    """Rows of a CSV with ``brief`` (or ``prompt``) and ``task_type`` (optional ``id``, and ``month`` 1-12 for the
+    month the copy runs in, default this month); errors name file, row, field."""
     if not path.exists():
         raise ValidationError(f"{path}: no such file")
     with path.open(newline="", encoding="utf-8") as fh:
@@ -207,12 +207,21 @@ def read_prompts(path: Path) -> list[dict]:
             if task not in TASK_LABELS:
                 raise ValidationError(f"{path}: row {n}: field task_type {task!r} is not one of "
                                       f"{', '.join(TASK_LABELS)}")
-            rows.append({"id": (row.get("id") or "").strip() or str(n - 1), "brief": brief, "task_type": task})
+            month = (row.get("month") or "").strip()
+            if month and not (re.fullmatch(r"[0-9]{1,2}", month) and 1 <= int(month) <= 12):
+                raise ValidationError(f"{path}: row {n}: field month {month!r} is not a month number 1-12")
+            rows.append({"id": (row.get("id") or "").strip() or str(n - 1), "brief": brief, "task_type": task,
+                         "month": int(month) if month else None})
             if len(rows) > MAX_INPUT_ROWS:
                 raise ValidationError(f"{path}: more than {MAX_INPUT_ROWS} rows; split the file")
     if not rows:
         raise ValidationError(f"{path}: no rows")
     return rows
+
+
+def brief_contexts(region: dict, rows: list[dict]) -> list[BriefContext]:
+    """The prompt context of each ``read_prompts`` row in ``region`` (a dict with name, locale, climate_by_month)."""
+    return [BriefContext.of(region, r["task_type"], r["brief"], r.get("month")) for r in rows]
 
 
 def generate_file(base_model: str, adapter: str | None, version: str, region: dict, input_path: Path,
@@ -221,7 +230,7 @@ def generate_file(base_model: str, adapter: str | None, version: str, region: di
     """Generate for every row of ``input_path`` in ``region`` with the version's policy; JSONL out, atomically."""
     rows = read_prompts(input_path)
     model, tokenizer = load_policy(base_model, adapter)
-    prompts = [format_prompt(region["name"], region["locale"], r["task_type"], r["brief"]) for r in rows]
+    prompts = render_all(tokenizer, brief_contexts(region, rows))
     texts, report = generate_constrained(model, tokenizer, prompts, params, constraints, seed, batch_size,
                                          progress=progress)
     write_rows([{"id": r["id"], "region": region["code"], "version": version, "task_type": r["task_type"],
@@ -237,7 +246,7 @@ def export_merged(base_model: str, adapter: str | None, out: Path) -> Path:
     serve; written to a temporary folder beside ``out`` and renamed into place."""
     if out.exists():
         raise ValidationError(f"{out} already exists; pick another --out or remove it")
-    model, tokenizer = load_policy(base_model, adapter)
+    model, tokenizer = load_policy(base_model, adapter, dtype=torch.float32)  # export full precision
     if adapter:
         model = model.merge_and_unload()
     out.parent.mkdir(parents=True, exist_ok=True)

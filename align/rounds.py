@@ -32,6 +32,7 @@ from align.jobs import UNFINISHED, Cancelled, JobContext, enqueue, register
 from align.registry import BASE_VERSION, ensure_base_version, get_version, list_versions
 from align.stages import StageCancelled, StageInputs, StageResult, read_result, run_stage
 from collect.datasets import DatasetFilter, preference_rows, sft_rows
+from collect.prompting import BriefContext, dataset_prompt
 from db.errors import GeoAlignError, NotFound, ValidationError
 from db.models import AuditEvent, Job, JobStatus, ModelVersion, Prompt, Region, Round, Split, utcnow
 from db.session import session_scope
@@ -139,6 +140,7 @@ class _Plan:
     parent_reward_model: str | None
     completed: list[str]
     region_rules: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    prompt_format: str = "text"  # conversational when the base model's tokenizer has a chat template
 
 
 def run_round(engine: Engine, round_id: int, ctx: JobContext | None = None, progress: bool = True,
@@ -209,12 +211,15 @@ def _start(engine: Engine, round_id: int, settings: Settings) -> _Plan:
             latest_version(session, rnd.region_id) or base
         rnd.status, rnd.started_at, rnd.error = JobStatus.running, rnd.started_at or utcnow(), None
         regions = [region] if region else list(session.scalars(select(Region)))
+        from align.sampling import prompt_format_of
+
         return _Plan(round_id=rnd.id, number=rnd.number, region=region.code if region else None, config=config,
                      base_model=base.base_model, parent_name=parent.name, parent_adapter=parent.adapter_path,
                      parent_reward_model=(parent.lineage or {}).get("reward_model"),
                      completed=list(rnd.completed_stages),
                      region_rules={r.code: {"local_terms": list(r.local_terms or []),
-                                            "avoid_terms": list(r.avoid_terms or [])} for r in regions})
+                                            "avoid_terms": list(r.avoid_terms or [])} for r in regions},
+                     prompt_format=prompt_format_of(base.base_model))
 
 
 def latest_version(session: Session, region_id: int | None) -> ModelVersion | None:
@@ -302,18 +307,17 @@ def snapshot_datasets(engine: Engine, plan: _Plan, workdir: Path) -> dict[str, A
     data.mkdir(parents=True, exist_ok=True)
     regions = (plan.region,) if plan.region else None
     with session_scope(engine) as session:
+        fmt = plan.prompt_format
         files = {
-            "sft_train": sft_rows(session, DatasetFilter(splits=("train",), regions=regions)),
-            "sft_val": sft_rows(session, DatasetFilter(splits=("val",), regions=regions)),
+            "sft_train": sft_rows(session, DatasetFilter(splits=("train",), regions=regions), fmt),
+            "sft_val": sft_rows(session, DatasetFilter(splits=("val",), regions=regions), fmt),
         }
-        pref_train, stats = preference_rows(session, DatasetFilter(splits=("train",), regions=regions))
-        pref_val, _ = preference_rows(session, DatasetFilter(splits=("val",), regions=regions))
+        pref_train, stats = preference_rows(session, DatasetFilter(splits=("train",), regions=regions), fmt)
+        pref_val, _ = preference_rows(session, DatasetFilter(splits=("val",), regions=regions), fmt)
         rl = session.execute(select(Prompt, Region).join(Region, Prompt.region_id == Region.id)
                              .where(Prompt.split == Split.train, *([Region.code == plan.region] if regions else []))
                              .order_by(Prompt.content_hash)).all()
-        from collect.prompting import format_prompt
-
-        files["rl_prompts"] = [{"prompt": format_prompt(r.name, r.locale, p.task_type.value, p.text), "region": r.code,
+        files["rl_prompts"] = [{"prompt": dataset_prompt(BriefContext.of_prompt(r, p), fmt), "region": r.code,
                                 "task_type": p.task_type.value, "prompt_id": p.id} for p, r in rl]
     rounds_seen = [r["round"] for r in pref_train + pref_val if r["round"] is not None]
     newest_round = max(rounds_seen) if rounds_seen else None
@@ -324,7 +328,7 @@ def snapshot_datasets(engine: Engine, plan: _Plan, workdir: Path) -> dict[str, A
     manifest = {"counts": {k: len(v) for k, v in files.items()},
                 "sha256": {k: _hash_rows(v) for k, v in files.items()},
                 "votes": stats.votes, "ties_dropped": stats.ties_dropped, "both_bad": stats.both_bad,
-                "newest_round": newest_round, "region": scope_name(plan.region)}
+                "newest_round": newest_round, "region": scope_name(plan.region), "prompt_format": fmt}
     tmp = manifest_path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     os.replace(tmp, manifest_path)  # written last: a half-written snapshot is rebuilt on resume

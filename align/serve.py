@@ -20,8 +20,8 @@ from sqlalchemy import Engine, select
 from starlette.concurrency import run_in_threadpool
 
 from align.generate import Constraints, generate_constrained
-from align.sampling import DecodingParams, load_policy
-from collect.prompting import TASK_LABELS, format_prompt
+from align.sampling import DecodingParams, load_policy, render_all
+from collect.prompting import TASK_LABELS, BriefContext
 from db.apikeys import Scope, authenticate
 from db.errors import ValidationError
 from db.models import Deployment, ModelVersion, Region
@@ -35,11 +35,12 @@ class Item(BaseModel):
     id: str | None = Field(None, max_length=128, description="your id, echoed back")
     brief: str = Field(..., min_length=1, max_length=2000, description="what the copy is for")
     task_type: TaskType = Field(..., description="ad_copy, meta_description, social_post or email_subject")
+    month: int | None = Field(None, ge=1, le=12, description="month the copy runs in, 1-12 (default: this month)")
 
 
 class Params(BaseModel):
     max_new_tokens: int = Field(96, ge=1, le=256)
-    temperature: float = Field(0.9, gt=0, le=2)
+    temperature: float = Field(0.8, gt=0, le=2)
     top_p: float = Field(0.95, gt=0, le=1)
     seed: int = Field(0, ge=0)
 
@@ -80,7 +81,7 @@ class Policies:
         self.base: str | None = None
         self.adapters: set[str] = set()
 
-    def generate(self, base_model: str, version: str, adapter: str | None, prompts: list[str],
+    def generate(self, base_model: str, version: str, adapter: str | None, contexts: list[BriefContext],
                  params: DecodingParams, constraints: Constraints, seed: int) -> list[str]:
         with self.lock:
             if self.model is None or self.base != base_model:
@@ -98,6 +99,7 @@ class Policies:
                 model.set_adapter(version)
             # a version without an adapter is the base: switch off whatever adapter is loaded
             base_only = model.disable_adapter() if not adapter and hasattr(model, "disable_adapter") else nullcontext()
+            prompts = render_all(self.tokenizer, contexts)  # the chat template, as in training
             with base_only:
                 texts, _ = generate_constrained(model, self.tokenizer, prompts, params, constraints, seed,
                                                 batch_size=len(prompts), progress=False)
@@ -157,19 +159,19 @@ def create_app(engine: Engine, max_batch: int = 32, timeout_s: float = 60.0) -> 
                                       .where(Deployment.region_id == region.id))
             if deployed is None:
                 raise HTTPException(409, f"no version is deployed to {body.region!r} (geoalign deploy set)")
-            info = (region.name, region.locale, list(region.avoid_terms or []), list(region.local_terms or []))
+            terms = (list(region.avoid_terms or []), list(region.local_terms or []))
+            contexts = [BriefContext.of(region, i.task_type, i.brief, i.month) for i in body.items]
             version = (deployed.name, deployed.base_model, deployed.adapter_path)
         try:
-            constraints = Constraints.for_region(info[2], info[3], body.ban, body.boost,
+            constraints = Constraints.for_region(*terms, body.ban, body.boost,
                                                  use_region=body.use_region_terms, require=body.require)
         except ValidationError as exc:
             raise HTTPException(422, f"require: {exc}") from None
         params = DecodingParams(max_new_tokens=body.params.max_new_tokens, temperature=body.params.temperature,
                                 top_p=body.params.top_p)
-        prompts = [format_prompt(info[0], info[1], i.task_type, i.brief) for i in body.items]
         try:
             texts = await asyncio.wait_for(run_in_threadpool(
-                policies.generate, version[1], version[0], version[2], prompts, params, constraints,
+                policies.generate, version[1], version[0], version[2], contexts, params, constraints,
                 body.params.seed), timeout=timeout_s)
         except TimeoutError:
             raise HTTPException(504, f"generation took longer than {timeout_s:g} s") from None

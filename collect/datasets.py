@@ -26,13 +26,12 @@ from datetime import datetime
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, aliased
 
-from collect.prompting import format_prompt
+from collect.prompting import PROMPT_FORMATS, BriefContext, dataset_completion, dataset_prompt
 from collect.splits import content_hash
 from db.errors import ValidationError
 from db.models import Choice, Example, Generation, ModelVersion, Pair, Prompt, Region, Split, Strength, Vote
 
 STRENGTH_WEIGHT = {Strength.clear: 1.0, Strength.slight: 0.5, None: 1.0}
-PROMPT_FORMATS = ("model", "raw")
 
 
 @dataclass
@@ -69,11 +68,13 @@ class PreferenceStats:
     choices: Counter = field(default_factory=Counter)
 
 
-def _prompt_text(fmt: str, region: Region, prompt: Prompt) -> str:
+def _check_format(fmt: str) -> None:
     if fmt not in PROMPT_FORMATS:
-        raise ValidationError(f"unknown prompt format {fmt!r}; choose from {PROMPT_FORMATS}")
-    return format_prompt(region.name, region.locale, prompt.task_type.value, prompt.text) if fmt == "model" \
-        else prompt.text
+        raise ValidationError(f"unknown prompt format {fmt!r}; choose from {', '.join(PROMPT_FORMATS)}")
+
+
+def _prompt_value(fmt: str, region: Region, prompt: Prompt):
+    return dataset_prompt(BriefContext.of_prompt(region, prompt), fmt)
 
 
 def _where_prompt(stmt: Select, f: DatasetFilter, created_col) -> Select:
@@ -87,8 +88,13 @@ def _where_prompt(stmt: Select, f: DatasetFilter, created_col) -> Select:
     return stmt
 
 
-def sft_rows(session: Session, f: DatasetFilter | None = None, prompt_format: str = "model") -> list[dict]:
-    """Gold examples and reviewer rewrites as ``prompt``/``completion`` rows with region, task type and split."""
+def sft_rows(session: Session, f: DatasetFilter | None = None, prompt_format: str = "conversational") -> list[dict]:
+    """Gold examples and reviewer rewrites as ``prompt``/``completion`` rows with region, task type and split.
+
+    ``prompt_format`` is one of ``collect.prompting.PROMPT_FORMATS``: conversational rows hold message lists
+    (TRL's conversational prompt-completion format), text rows the plain prompt and the copy as strings.
+    """
+    _check_format(prompt_format)
     f = f or DatasetFilter()
     rows, seen = [], set()
     stmt = (select(Example, Prompt, Region).join(Prompt, Example.prompt_id == Prompt.id)
@@ -96,7 +102,8 @@ def sft_rows(session: Session, f: DatasetFilter | None = None, prompt_format: st
     if f.rounds is None:
         for ex, prompt, region in session.execute(_where_prompt(stmt, f, Example.created_at)):
             seen.add((region.id, ex.content_hash))
-            rows.append({"prompt": _prompt_text(prompt_format, region, prompt), "completion": ex.text,
+            rows.append({"prompt": _prompt_value(prompt_format, region, prompt),
+                         "completion": dataset_completion(ex.text, prompt_format),
                          "region": region.code, "task_type": prompt.task_type.value, "split": prompt.split.value,
                          "source": "rewrite" if ex.vote_id else "gold"})
     # rewrites written in votes and not (yet) stored as examples
@@ -109,16 +116,26 @@ def sft_rows(session: Session, f: DatasetFilter | None = None, prompt_format: st
         if not vote.rewrite.strip() or (region.id, h) in seen:
             continue
         seen.add((region.id, h))
-        rows.append({"prompt": _prompt_text(prompt_format, region, prompt), "completion": vote.rewrite,
+        rows.append({"prompt": _prompt_value(prompt_format, region, prompt),
+                     "completion": dataset_completion(vote.rewrite, prompt_format),
                      "region": region.code, "task_type": prompt.task_type.value, "split": prompt.split.value,
                      "source": "rewrite"})
     return rows
 
 
 def preference_rows(session: Session, f: DatasetFilter | None = None,
-                    prompt_format: str = "model") -> tuple[list[dict], PreferenceStats]:
-    """Votes aggregated into ``prompt``/``chosen``/``rejected``/``margin`` rows with metadata (see module doc)."""
+                    prompt_format: str = "conversational") -> tuple[list[dict], PreferenceStats]:
+    """Votes aggregated into ``prompt``/``chosen``/``rejected``/``margin`` rows with metadata (see module doc).
+
+    In the conversational format ``chosen`` and ``rejected`` are one assistant message each (TRL's
+    conversational preference format); in the text format they are strings.
+    """
+    _check_format(prompt_format)
     f = f or DatasetFilter()
+
+    def as_completion(text: str):
+        return dataset_completion(text, prompt_format)
+
     gen_a, gen_b = aliased(Generation), aliased(Generation)
     ver_a, ver_b = aliased(ModelVersion), aliased(ModelVersion)
     stmt = (select(Vote, Pair, Prompt, Region, gen_a.text, gen_b.text, ver_a.name, ver_b.name)
@@ -141,13 +158,14 @@ def preference_rows(session: Session, f: DatasetFilter | None = None,
         stats.votes += len(votes)
         counts = Counter(v.choice for v in votes)
         stats.choices.update(c.value for c in counts.elements())
-        meta = {"prompt": _prompt_text(prompt_format, region, prompt), "region": region.code,
+        meta = {"prompt": _prompt_value(prompt_format, region, prompt), "region": region.code,
                 "round": pair.round_id, "split": prompt.split.value, "pair_id": pair.id, "num_votes": len(votes)}
         side = {Choice.a: (text_a, name_a), Choice.b: (text_b, name_b)}
         if pair.is_gold and pair.gold_choice in side:  # the known answer outranks reviewers who got it wrong
             win = pair.gold_choice
             lose = Choice.b if win == Choice.a else Choice.a
-            out.append(meta | {"chosen": side[win][0], "rejected": side[lose][0], "margin": 1.0,
+            out.append(meta | {"chosen": as_completion(side[win][0]), "rejected": as_completion(side[lose][0]),
+                               "margin": 1.0,
                                "agreement": round(counts[win] / len(votes), 4), "chosen_model": side[win][1],
                                "rejected_model": side[lose][1], "kind": "gold"})
             stats.pairs_kept += 1
@@ -156,7 +174,7 @@ def preference_rows(session: Session, f: DatasetFilter | None = None,
             winners = [v for v in votes if v.choice == win]
             agreement = len(winners) / len(votes)
             strength = sum(STRENGTH_WEIGHT[v.strength] for v in winners) / len(winners)
-            out.append(meta | {"chosen": side[win][0], "rejected": side[lose][0],
+            out.append(meta | {"chosen": as_completion(side[win][0]), "rejected": as_completion(side[lose][0]),
                                "margin": round(agreement * strength, 4), "agreement": round(agreement, 4),
                                "chosen_model": side[win][1], "rejected_model": side[lose][1], "kind": "vote"})
             stats.pairs_kept += 1
@@ -172,7 +190,8 @@ def preference_rows(session: Session, f: DatasetFilter | None = None,
             else:
                 beaten = [side[Choice.a], side[Choice.b]]
             for text, name in beaten:
-                out.append(meta | {"chosen": v.rewrite, "rejected": text, "margin": 1.0, "agreement": 1.0,
+                out.append(meta | {"chosen": as_completion(v.rewrite), "rejected": as_completion(text), "margin": 1.0,
+                                   "agreement": 1.0,
                                    "chosen_model": "rewrite", "rejected_model": name, "kind": "rewrite"})
                 stats.rewrite_rows += 1
     return out, stats

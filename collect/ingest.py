@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from collect.layouts import LayoutError, normalise
 from collect.pii import scrub
+from collect.prompting import MONTHS
 from collect.readers import read_records
 from collect.splits import assign_splits, content_hash
 from db.errors import NotFound, ValidationError
@@ -56,8 +57,6 @@ REGION_FIELDS = {
     "code": str, "name": str, "locale": str, "country": str, "currency": str, "hemisphere": str,
     "timezone": str, "profile": str, "climate_by_month": dict, "local_terms": list, "avoid_terms": list,
 }
-MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-          "November", "December"]
 CHUNK = 5_000  # rows per IN (...) lookup: well under SQLite's bound-parameter limit
 
 Problem = tuple[str, int | None, str | None, str]

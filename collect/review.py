@@ -15,9 +15,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, lazyload
 
 from collect.auth import CurrentUser, require
-from collect.ingest import MONTHS
 from collect.pii import scrub
-from collect.prompting import TASK_LABELS
+from collect.prompting import TASK_LABELS, BriefContext
 from collect.scheduler import next_assignment, open_assignments, unseen_pairs
 from collect.splits import content_hash
 from db.errors import NotFound, PermissionDenied, ValidationError
@@ -80,11 +79,10 @@ def next_item(session: Session, user: CurrentUser) -> ReviewItem | None:
     pair = session.get(Pair, assignment.pair_id)
     prompt, region = pair.prompt, session.get(Region, pair.region_id)
     texts = {Side.a: pair.generation_a.text, Side.b: pair.generation_b.text}
-    month = prompt.month or datetime.now(timezone.utc).month
-    climate = (region.climate_by_month or {}).get(MONTHS[month - 1], "")
+    context = BriefContext.of_prompt(region, prompt)  # what the model was prompted with, too
     return ReviewItem(
         assignment_id=assignment.id, region_code=region.code, region_name=region.name, profile=region.profile,
-        climate=f"{MONTHS[month - 1]}: {climate}" if climate else "", task=TASK_LABELS[prompt.task_type.value],
+        climate=context.season, task=TASK_LABELS[prompt.task_type.value],
         brief=prompt.text, left=texts[assignment.shown_left], right=texts[_other(assignment.shown_left)],
     )
 

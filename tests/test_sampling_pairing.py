@@ -20,14 +20,14 @@ def test_generate_then_pair_is_idempotent(loaded, tiny_model):
                                     batch_size=4, progress=False, policy=policy)
         assert added == 12
         gens = s.scalars(select(Generation)).all()
-        assert all(g.params["max_new_tokens"] == 24 and g.params["temperature"] == 0.9 for g in gens)
+        assert all(g.params["max_new_tokens"] == 24 and g.params["temperature"] == 0.8 for g in gens)
         assert {g.seed for g in gens} == {7, 8, 9}  # three batches of four
         assert all(g.text for g in gens)
         texts: dict[int, set[str]] = {}
         for g in gens:
             texts.setdefault(g.prompt_id, set()).add(normalize_text(g.text))
         distinct = sum(len(t) == 2 for t in texts.values())  # prompts whose two samples differ
-        assert distinct >= 1  # sampling at temperature 0.9 does not repeat itself on every prompt
+        assert distinct >= 1  # sampling at temperature 0.8 does not repeat itself on every prompt
         created = make_pairs(s, prompt_ids, base, base, seed=0)
         assert created == distinct  # one pair per prompt, none of identical texts
     with session_scope(loaded) as s:

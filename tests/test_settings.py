@@ -10,7 +10,7 @@ def test_defaults_put_everything_under_home(tmp_path):
     s = Settings.from_env({"GEOALIGN_HOME": str(tmp_path / "h")})
     assert s.home == (tmp_path / "h").resolve()
     assert s.database_url == f"sqlite:///{(tmp_path / 'h' / 'geoalign.db').resolve()}"
-    assert Path(s.base_model) == s.home / "models" / "demo-base"
+    assert Path(s.base_model) == s.home / "models" / "SmolLM2-135M-Instruct" == s.default_model_dir
     s.ensure_dirs()
     assert all(p.is_dir() for p in (s.models_dir, s.adapters_dir, s.datasets_dir, s.logs_dir))
 
