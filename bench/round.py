@@ -1,12 +1,16 @@
-"""Time a whole alignment round on the demo model: each stage's wall time and tokens/s, and the whole round.
+"""Time a whole alignment round on the default policy (SmolLM2-135M-Instruct): each stage's wall time and tokens/s,
+the ratio of each stage's tokens/s to a plain TRL script of the same stage on the same data, and the whole round.
 
     python bench/round.py                          # fresh GEOALIGN_HOME in a temp dir: demo setup, then one round
     python bench/round.py --home .geoalign          # reuse a home where `geoalign demo --no-app` already ran
-    python bench/round.py --all --samples 3         # all six regions; print three test prompts per region
+    python bench/round.py --all --samples 2         # all six regions; print two test briefs per region
+    python bench/round.py --no-compare              # skip the plain-TRL runs (halves the time)
 
-Setup (not timed): the demo (model build, import, first pairs) and one simulated vote per pair
-(collect/simulate.py; rule-based judge), so the reward and DPO stages have data. Timed: the round as a worker runs
-it, from claiming the job to the committed version and new pairs. Target on 2 CPU cores: ≤ 60 s per round.
+Setup: `geoalign demo` (conversion of the model, import, accounts, first pairs; timed on its own) and one
+simulated vote per pair (collect/simulate.py; rule-based judge), so the reward and DPO stages have data. Timed: the
+round as a worker runs it, from claiming the job to the committed version and new pairs. Then each trained stage
+again as a plain TRL script (bench/plain_trl.py: the same data and work, TRL's defaults otherwise). Targets on 2
+CPU cores: one region ≤ 6 min, --all ≤ 20 min, the demo ≤ 4 min, every stage's ratio ≥ 1.0.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ def main() -> int:
     parser.add_argument("--all", action="store_true", help="one round over all regions instead")
     parser.add_argument("--config", help="round config YAML (default: built-in defaults)")
     parser.add_argument("--samples", type=int, default=0, help="test prompts per region to print side by side")
+    parser.add_argument("--no-compare", action="store_true", help="skip the plain TRL script of each stage")
     args = parser.parse_args()
     home = Path(args.home or tempfile.mkdtemp(prefix="geoalign-bench-")).resolve()
     os.environ["GEOALIGN_HOME"] = str(home)
@@ -47,10 +52,12 @@ def main() -> int:
     settings = Settings.from_env()
     t0 = time.monotonic()
     run_demo(settings, progress=False, say=lambda _: None)
+    demo_s = time.monotonic() - t0
     engine = get_engine(settings.database_url)
     with session_scope(engine) as session:
         votes = simulate_all_regions(session)
-    print(f"setup (demo + {sum(votes.values())} simulated votes): {time.monotonic() - t0:.1f} s  [home {home}]")
+    print(f"geoalign demo (after setup): {demo_s:.1f} s (target ≤ 240 s); then {sum(votes.values())} simulated "
+          f"votes  [home {home}, base {settings.base_model}]")
 
     with session_scope(engine) as session:
         rnd, job = queue_round(session, None if args.all else args.region,
@@ -68,17 +75,23 @@ def main() -> int:
         return 1
 
     scope = "all regions" if args.all else args.region
+    plain = {} if args.no_compare else compare_with_plain_trl(settings, round_id, result["stages"])
     print(f"\nround {round_id} ({scope}) → {result['version']}")
-    print(f"{'stage':8} {'wall s':>7} {'train s':>8} {'steps':>6} {'tokens':>8} {'tokens/s':>9}  notes")
+    print(f"{'stage':8} {'wall s':>7} {'train s':>8} {'steps':>6} {'tokens':>8} {'tokens/s':>9} {'plain':>7} "
+          f"{'ratio':>6}  notes")
     for stage, m in result["stages"].items():
         notes = m.get("skipped") or ", ".join(f"{k}={m[k]}" for k in ("train_loss", "val_accuracy", "last_reward")
                                               if m.get(k) is not None)
+        p = plain.get(stage)
+        ratio = f"{m['tokens_per_s'] / p['tokens_per_s']:6.2f}" if p and p.get("tokens_per_s") else f"{'-':>6}"
         print(f"{stage:8} {m.get('wall_s', 0):7.1f} {m.get('train_runtime_s', 0):8.1f} {m.get('steps', 0):6} "
-              f"{m.get('tokens', 0):8} {m.get('tokens_per_s', 0):9.0f}  {notes}")
+              f"{m.get('tokens', 0):8} {m.get('tokens_per_s', 0):9.0f} "
+              f"{p['tokens_per_s'] if p else '-':>7} {ratio}  {notes}")
     ev = result["eval"]
     print(f"{'eval':8} {ev['wall_s']:7.1f}  {ev['prompts']} test prompts, scorer {ev['scorer']}")
     print(f"{'publish':8} {result['publish_s']:7.1f}")
-    print(f"{'round':8} {total:7.1f}  (target ≤ 60 s on 2 CPU cores)")
+    target = 1200 if args.all else 360
+    print(f"{'round':8} {total:7.1f}  (target ≤ {target} s on 2 CPU cores)")
     for key in ("vs_parent", "vs_base", "rules_vs_base"):
         if key in ev:
             wr = ev[key]
@@ -97,6 +110,43 @@ def main() -> int:
                 if label in row["outputs"]:
                     print(f"  {label:5} {row['outputs'][label]!r}")
     return 0
+
+
+def compare_with_plain_trl(settings, round_id: int, stages: dict) -> dict[str, dict]:
+    """Each trained stage again as a plain TRL script on the round's data (bench/plain_trl.py)."""
+    from align.config import load_config
+    from align.rounds import round_dir
+    from bench.plain_trl import run_plain
+    from db.models import Round
+    from db.session import get_engine, session_scope
+
+    with session_scope(get_engine(settings.database_url)) as session:
+        rnd = session.get(Round, round_id)
+        config = load_config(rnd.config)
+        rules = {r.code: {"local_terms": list(r.local_terms or []), "avoid_terms": list(r.avoid_terms or [])}
+                 for r in _regions(session)}
+    out: dict[str, dict] = {}
+    workdir = round_dir(settings, round_id)
+    reward_model = workdir / "stages" / "reward" / "model"
+    for stage, metrics in stages.items():
+        if metrics.get("skipped"):
+            continue
+        stage_config = config.stage_args(stage, Path(tempfile.mkdtemp())).to_dict()
+        if stage == "reward":
+            stage_config["backbone"] = config.settings.reward_backbone
+        t0 = time.monotonic()
+        out[stage] = run_plain(workdir, stage, settings.base_model, stage_config, config.lora().to_dict(), rules,
+                               str(reward_model) if reward_model.exists() else None)
+        print(f"plain TRL {stage}: {time.monotonic() - t0:.1f} s, {out[stage]['tokens_per_s']} tokens/s")
+    return out
+
+
+def _regions(session):
+    from sqlalchemy import select
+
+    from db.models import Region
+
+    return session.scalars(select(Region))
 
 
 if __name__ == "__main__":
