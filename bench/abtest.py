@@ -1,15 +1,15 @@
-"""How fast A/B results come back in, and how long an export takes on the demo model.
+"""How fast A/B results come back in, and how long an export takes on the default policy (SmolLM2-135M-Instruct).
 
     python bench/abtest.py                            # 50,000 briefs (100,000 variants), SQLite and PostgreSQL
     python bench/abtest.py --briefs 200000 --backend postgres
-    python bench/abtest.py --export 32                # also export a 32-brief test (both arms) on the demo model
+    python bench/abtest.py --export 32                # also export a 32-brief test (both arms) on the default policy
 
 On a scratch database (SQLite in a temporary folder; PostgreSQL in a throwaway database next to the one
 ``DATABASE_URL`` or the default test server names), stores one A/B test with ``--briefs`` briefs, writes the
 campaign tool's results file (one row per variant) and times: the first import (every variant set), the same
 file again (nothing changes), a file whose last row is bad (rejected whole: nothing written), and the lift table
 the Dashboard draws. With ``--export N`` it also times ``geoalign abtest export`` of N demo briefs: the base
-model against a LoRA adapter on it, both arms generated (needs the demo model: ``geoalign demo --no-app``).
+model against a LoRA adapter on it, both arms generated (needs the converted model: ``geoalign model build-demo``).
 """
 
 from __future__ import annotations
@@ -125,9 +125,9 @@ def export_bench(n: int, tmp: Path) -> None:
     from align.generate import Constraints
     from align.sampling import DecodingParams
 
-    model = get_settings().demo_model_dir
+    model = get_settings().default_model_dir
     if not (model / "config.json").exists():
-        print(f"  no demo model at {model}: run `geoalign demo --no-app` first; export not timed")
+        print(f"  no base model at {model}: run `geoalign model build-demo` first; export not timed")
         return
     lora = get_peft_model(AutoModelForCausalLM.from_pretrained(model),
                           LoraConfig(r=8, target_modules="all-linear", init_lora_weights=False))
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
                 with admin.connect() as conn:
                     conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         if args.export:
-            print(f"export on the demo model, {args.export} briefs")
+            print(f"export on {get_settings().default_model_dir.name}, {args.export} briefs")
             export_bench(args.export, tmp)
     return 0
 

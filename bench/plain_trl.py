@@ -58,8 +58,8 @@ def run_plain(round_dir: Path, stage: str, base_model: str, stage_config: dict, 
         tokenizer = AutoTokenizer.from_pretrained(backbone)
         tokenizer.chat_template = tokenizer.chat_template or ENCODER_TEMPLATE  # an encoder has none of its own
         model = AutoModelForSequenceClassification.from_pretrained(backbone, num_labels=1)
-        trainer = trl.RewardTrainer(model=model, processing_class=tokenizer,
-                                    train_dataset=_rows(data, "pref_train", ("prompt", "chosen", "rejected", "margin")),
+        rows = _rows(data, "pref_train", ("prompt", "chosen", "rejected", "margin"))
+        trainer = trl.RewardTrainer(model=model, processing_class=tokenizer, train_dataset=rows,
                                     args=trl.RewardConfig(**common, **_work(stage_config)))
     elif stage == "dpo":
         trainer = trl.DPOTrainer(model=base_model, train_dataset=_rows(data, "pref_train", ("prompt", "chosen",

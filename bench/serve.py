@@ -1,12 +1,12 @@
-"""Requests per second and latency of the generation API for batches of 32 briefs on the demo model.
+"""Requests per second and latency of the generation API: batches of 32 briefs on SmolLM2-135M-Instruct.
 
     python bench/serve.py                       # 20 requests of 32 briefs, one client, then two at once
     python bench/serve.py --requests 50 --batch 32 --max-new-tokens 48 --model PATH
 
 Starts ``geoalign serve``'s app under uvicorn on a free local port, over a scratch SQLite database holding the
-Manchester demo region with the demo model deployed to it and one API key, and posts batches of demo briefs over
+Manchester demo region with the base model deployed to it and one API key, and posts batches of demo briefs over
 HTTP (httpx), the region's avoid-terms banned and local terms boosted as in production. Prints requests/s,
-briefs/s and p50/p95 latency per request. Needs the demo model (``geoalign demo --no-app`` builds it).
+briefs/s and p50/p95 latency per request. Needs the converted model (``geoalign model build-demo``).
 """
 
 from __future__ import annotations
@@ -52,10 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=20, help="requests per client setting (default 20)")
     parser.add_argument("--batch", type=int, default=32, help="briefs per request (default 32)")
     parser.add_argument("--max-new-tokens", type=int, default=48)
-    parser.add_argument("--model", help="base model directory (default: the demo model under GEOALIGN_HOME)")
+    parser.add_argument("--model", help="base model directory (default: SmolLM2-135M-Instruct under GEOALIGN_HOME)")
     args = parser.parse_args(argv)
 
-    model = Path(args.model) if args.model else get_settings().demo_model_dir
+    model = Path(args.model) if args.model else get_settings().default_model_dir
     if not (model / "config.json").exists():
         print(f"no model at {model}: run `geoalign demo --no-app` (or pass --model)", file=sys.stderr)
         return 2
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             return time.perf_counter() - started
 
         call(0)  # warm-up: loads the model
-        print(f"demo model {model.name}, batch {args.batch}, max_new_tokens {args.max_new_tokens}, "
+        print(f"model {model.name}, batch {args.batch}, max_new_tokens {args.max_new_tokens}, "
               f"{args.requests} requests per setting")
         for clients in (1, 2):
             started = time.perf_counter()

@@ -18,6 +18,7 @@ from collect.export import write_rows
 from collect.gold import create_gold_pair, gold_pairs, prompt_options
 from collect.ingest import KINDS, TASK_TYPES, ImportReport, import_file
 from collect.overview import region_codes
+from collect.prompting import PROMPT_FORMATS
 from collect.session_state import current_user
 from collect.tags import ensure_default_tags
 from db.errors import GeoAlignError, ValidationError
@@ -52,12 +53,14 @@ def import_upload(
 
 
 def export_bytes(
-    actor: CurrentUser | None, what: str, filters: DatasetFilter, fmt: str = "jsonl"
+    actor: CurrentUser | None, what: str, filters: DatasetFilter, fmt: str = "jsonl",
+    prompt_format: str = "conversational",
 ) -> tuple[bytes, str, int]:
     """A dataset file's bytes, its download name and its row count."""
     require(actor, *DATA_ROLES)
     with session_scope() as session:
-        rows = sft_rows(session, filters) if what == "sft" else preference_rows(session, filters)[0]
+        rows = sft_rows(session, filters, prompt_format) if what == "sft" else \
+            preference_rows(session, filters, prompt_format)[0]
     name = f"geoalign-{what}.{fmt}"
     with tempfile.TemporaryDirectory() as tmp:
         path = write_rows(rows, Path(tmp) / name, fmt)
@@ -149,13 +152,19 @@ def render_export(actor: CurrentUser) -> None:
         key="export_splits",
         help="The test split is held out for evaluation and cannot be exported for training.",
     )
-    chosen = st.multiselect("Regions (empty: all)", regions, key="export_regions")
+    c4, c5 = st.columns([2, 1])
+    chosen = c4.multiselect("Regions (empty: all)", regions, key="export_regions")
+    prompt_format = c5.selectbox(
+        "Prompt format", list(PROMPT_FORMATS), key="export_prompt_format",
+        help="conversational: TRL's chat messages (system context + brief, assistant replies); text: the plain "
+             "'Region: … Copy:' prompt; raw: the brief as stored.",
+    )
     if not splits:
         st.warning("Pick at least one split.")
         return
     try:
         data, name, n = export_bytes(
-            actor, what, DatasetFilter(splits=tuple(splits), regions=tuple(chosen) or None), fmt
+            actor, what, DatasetFilter(splits=tuple(splits), regions=tuple(chosen) or None), fmt, prompt_format
         )
     except ValidationError as exc:
         st.info(str(exc))

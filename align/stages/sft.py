@@ -15,6 +15,7 @@ from align.stages import (
     write_result,
 )
 from align.stages.policy import load_trainable_policy
+from db.errors import ConfigError
 
 COLUMNS = ("prompt", "completion")
 
@@ -31,6 +32,9 @@ def run(inputs: StageInputs, callbacks: list) -> StageResult:
     trainer = SFTTrainer(model=model, args=args, train_dataset=to_dataset(train, COLUMNS),
                          eval_dataset=to_dataset(val, COLUMNS) if val else None, processing_class=tokenizer,
                          peft_config=peft_config, callbacks=callbacks + stop_callbacks)
+    if len(trainer.train_dataset) == 0:  # TRL drops rows whose copy is cut off entirely by max_length
+        raise ConfigError(f"sft: all {len(train)} rows lose their copy to truncation at max_length "
+                          f"{args.max_length} tokens; raise sft.max_length")
     output = train_with_resume(trainer, checkpoints(inputs))
     metrics = train_metrics(trainer, output) | {"train_rows": len(train), "val_rows": len(val)}
     if val:
