@@ -238,7 +238,7 @@ def test_gold_answer_decides_the_training_preference(gold):
         _vote(s, pair, "rev", wrong)  # two reviewers pick the worse output; the known answer still wins
         _vote(s, pair, "rev2", wrong)
     with session_scope(engine) as s:
-        rows, stats = preference_rows(s)
+        rows, stats = preference_rows(s, prompt_format="text")
     (row,) = [r for r in rows if r["pair_id"] == pair_id]
     assert (row["chosen"], row["rejected"], row["kind"], row["margin"], row["agreement"]) == (
         BETTER, WORSE, "gold", 1.0, 0.0)
