@@ -83,10 +83,14 @@ def main() -> int:
         notes = m.get("skipped") or ", ".join(f"{k}={m[k]}" for k in ("train_loss", "val_accuracy", "last_reward")
                                               if m.get(k) is not None)
         p = plain.get(stage)
-        ratio = f"{m['tokens_per_s'] / p['tokens_per_s']:6.2f}" if p and p.get("tokens_per_s") else f"{'-':>6}"
+        # the same rows and steps: the ratio of tokens/s is the ratio of training times
+        same = p is not None and p["steps"] == m.get("steps") and p["train_runtime_s"] > 0
+        plain_tps = f"{m['tokens'] / p['train_runtime_s']:7.0f}" if same else f"{'-':>7}"
+        ratio = f"{p['train_runtime_s'] / m['train_runtime_s']:6.2f}" if same else f"{'-':>6}"
+        if p is not None and not same:
+            notes += f" (plain run took {p['steps']} steps, not comparable)"
         print(f"{stage:8} {m.get('wall_s', 0):7.1f} {m.get('train_runtime_s', 0):8.1f} {m.get('steps', 0):6} "
-              f"{m.get('tokens', 0):8} {m.get('tokens_per_s', 0):9.0f} "
-              f"{p['tokens_per_s'] if p else '-':>7} {ratio}  {notes}")
+              f"{m.get('tokens', 0):8} {m.get('tokens_per_s', 0):9.0f} {plain_tps} {ratio}  {notes}")
     ev = result["eval"]
     print(f"{'eval':8} {ev['wall_s']:7.1f}  {ev['prompts']} test prompts, scorer {ev['scorer']}")
     print(f"{'publish':8} {result['publish_s']:7.1f}")
@@ -137,7 +141,8 @@ def compare_with_plain_trl(settings, round_id: int, stages: dict) -> dict[str, d
         t0 = time.monotonic()
         out[stage] = run_plain(workdir, stage, settings.base_model, stage_config, config.lora().to_dict(), rules,
                                str(reward_model) if reward_model.exists() else None)
-        print(f"plain TRL {stage}: {time.monotonic() - t0:.1f} s, {out[stage]['tokens_per_s']} tokens/s")
+        print(f"plain TRL {stage}: {time.monotonic() - t0:.1f} s wall, {out[stage]['train_runtime_s']} s training, "
+              f"{out[stage]['steps']} steps")
     return out
 
 

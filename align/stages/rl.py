@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 
+from align.precision import inference_dtype
 from align.stages import (
     StageInputs,
     StageResult,
@@ -44,7 +45,10 @@ def run(inputs: StageInputs, callbacks: list) -> StageResult:
     if inputs.reward_model:
         reward_funcs.append(RewardScorer(inputs.reward_model).reward_func())
         weights.append(settings.model_reward_weight)
-    model, tokenizer, peft_config = load_trainable_policy(inputs.base_model, inputs.adapter_in, config.lora())
+    # GRPO spends most of its time sampling: a bf16 base (where bf16 is native) samples about 7% faster here,
+    # while SFT and DPO measured no gain from it and keep TRL's fp32 base
+    model, tokenizer, peft_config = load_trainable_policy(inputs.base_model, inputs.adapter_in, config.lora(),
+                                                          dtype=inference_dtype())
     args = config.stage_args("rl", checkpoints(inputs), reward_weights=weights)
     trainer_cls = trl.GRPOTrainer if settings.rl_algorithm == "grpo" else trl.RLOOTrainer
     trainer = trainer_cls(model=model, reward_funcs=reward_funcs, args=args,
