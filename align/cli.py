@@ -559,7 +559,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="geoalign", formatter_class=_Formatter,
         description="Collect human preferences on regional marketing copy and align models on them with TRL.\n\n"
                     "Configuration comes from the environment: DATABASE_URL (default: SQLite under GEOALIGN_HOME),\n"
-                    "GEOALIGN_HOME (default ./.geoalign), GEOALIGN_BASE_MODEL (default: the built demo model).",
+                    "GEOALIGN_HOME (default ./.geoalign), GEOALIGN_BASE_MODEL (default: SmolLM2-135M-Instruct,\n"
+                    "converted by `geoalign model build-demo`), GEOALIGN_PRECISION (auto, bf16 or fp32).",
         epilog="Run `geoalign COMMAND --help` for the options of each command.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")

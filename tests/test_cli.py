@@ -162,3 +162,12 @@ def test_import_export_round_trip_via_cli(home, mini_data, tmp_path, capsys):
     assert main(["tags", "add", "humour_lands", "--label", "Humour lands"]) == 0
     assert main(["tags", "add", "Bad Name", "--label", "x"]) == 2
     assert main(["tags", "remove", "humour_lands"]) == 0
+
+
+def test_model_build_demo_tiny_needs_the_demo_data_and_says_so(home, capsys):
+    assert main(["db", "upgrade"]) == 0
+    capsys.readouterr()
+    assert main(["model", "build-demo", "--tiny"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no train-split gold examples" in err[0] and "geoalign demo --no-app" in err[0]
+    assert not (home / "models" / "tiny").exists()
