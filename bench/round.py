@@ -78,19 +78,22 @@ def main() -> int:
     plain = {} if args.no_compare else compare_with_plain_trl(settings, round_id, result["stages"])
     print(f"\nround {round_id} ({scope}) → {result['version']}")
     print(f"{'stage':8} {'wall s':>7} {'train s':>8} {'steps':>6} {'tokens':>8} {'tokens/s':>9} {'plain':>7} "
-          f"{'ratio':>6}  notes")
+          f"{'ratio':>6} {'plain wall':>10} {'wall ratio':>10}  notes")
     for stage, m in result["stages"].items():
         notes = m.get("skipped") or ", ".join(f"{k}={m[k]}" for k in ("train_loss", "val_accuracy", "last_reward")
                                               if m.get(k) is not None)
         p = plain.get(stage)
-        # the same rows and steps: the ratio of tokens/s is the ratio of training times
+        # The same rows and steps: the ratio of tokens/s is the ratio of training times. Training time leaves out
+        # what a trainer does before train() (DPO's precomputed reference pass), so the wall ratio (loading,
+        # preparing, training and, for ours, saving and scoring) is printed beside it.
         same = p is not None and p["steps"] == m.get("steps") and p["train_runtime_s"] > 0
         plain_tps = f"{m['tokens'] / p['train_runtime_s']:7.0f}" if same else f"{'-':>7}"
         ratio = f"{p['train_runtime_s'] / m['train_runtime_s']:6.2f}" if same else f"{'-':>6}"
+        wall = f"{p['wall_s']:10.1f} {p['wall_s'] / m['wall_s']:10.2f}" if same else f"{'-':>10} {'-':>10}"
         if p is not None and not same:
             notes += f" (plain run took {p['steps']} steps, not comparable)"
         print(f"{stage:8} {m.get('wall_s', 0):7.1f} {m.get('train_runtime_s', 0):8.1f} {m.get('steps', 0):6} "
-              f"{m.get('tokens', 0):8} {m.get('tokens_per_s', 0):9.0f} {plain_tps} {ratio}  {notes}")
+              f"{m.get('tokens', 0):8} {m.get('tokens_per_s', 0):9.0f} {plain_tps} {ratio} {wall}  {notes}")
     ev = result["eval"]
     print(f"{'eval':8} {ev['wall_s']:7.1f}  {ev['prompts']} test prompts, scorer {ev['scorer']}")
     print(f"{'publish':8} {result['publish_s']:7.1f}")
@@ -141,6 +144,7 @@ def compare_with_plain_trl(settings, round_id: int, stages: dict) -> dict[str, d
         t0 = time.monotonic()
         out[stage] = run_plain(workdir, stage, settings.base_model, stage_config, config.lora().to_dict(), rules,
                                str(reward_model) if reward_model.exists() else None)
+        out[stage]["wall_s"] = round(time.monotonic() - t0, 2)
         print(f"plain TRL {stage}: {time.monotonic() - t0:.1f} s wall, {out[stage]['train_runtime_s']} s training, "
               f"{out[stage]['steps']} steps")
     return out
