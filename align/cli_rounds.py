@@ -27,6 +27,7 @@ def _engine():
 def _run_now(engine, job_id: int) -> int:
     """Claim the job just queued and run it in this process (heartbeat and cancel work as in a worker)."""
     from align.jobs import claim_job, default_worker_name, run_job
+    from align.rounds import win_rate_rows
     from db.models import Job
     from db.session import session_scope
 
@@ -38,9 +39,8 @@ def _run_now(engine, job_id: int) -> int:
         result = (job.progress or {}).get("result") or {}
         if status.value == "succeeded":
             print(f"round done: published {result.get('version')}")
-            for name, wr in (result.get("eval") or {}).items():
-                if isinstance(wr, dict) and "rate" in wr:
-                    print(f"  win-rate {name:16} {wr['rate']:.2f} [{wr['low']:.2f}, {wr['high']:.2f}] (n={wr['n']})")
+            for label, wr in win_rate_rows(result.get("eval") or {}):
+                print(f"  win-rate {label:38} {wr['rate']:.2f} [{wr['low']:.2f}, {wr['high']:.2f}] (n={wr['n']})")
             return 0
         print(f"round {status.value}: {job.error or ''}")
         return 1

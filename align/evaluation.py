@@ -1,9 +1,14 @@
 """Round evaluation: sample the new version, its parent and the base on held-out prompts and compare them.
 
-Test-split prompts are scored with the round's reward model (and the rule-based regional reward); the win-rate
-of new vs parent and new vs base comes with a 95% bootstrap interval (``rewards.winrate``). Every version is
-sampled with the same seed per batch (common random numbers), so differences come from the weights. The same
-samples, plus samples on a few train-split prompts, become the new pairs reviewers see.
+Test-split prompts are scored three ways, each giving the win-rate of new vs parent and new vs base with a 95%
+interval (``rewards.winrate``):
+- ``judge_vs_*``: the independent locality judge (``rewards.judge``: sentence embeddings against local gold copy
+  of validation briefs), which no stage trains on. This is the figure to lead with;
+- ``vs_*``: the round's own reward model, and ``rules_vs_*``: the rule reward. Online RL optimised both, so they
+  say whether training did what it aimed at, not whether the copy got more local.
+Every version is sampled with the same seed per batch (common random numbers), so differences come from the
+weights. The same samples, plus samples on a few train- and val-split prompts, become the new pairs reviewers see;
+votes on the val pairs validate the next round's reward model and DPO.
 """
 
 from __future__ import annotations
@@ -14,14 +19,16 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.orm import Session
 
 from align.sampling import DecodingParams, load_policy, render_all, sample_texts
 from collect.pairing import make_pairs
 from collect.prompting import BriefContext, dataset_prompt
-from db.models import Generation, ModelVersion, Prompt, Region, Split
+from db.models import Example, Generation, ModelVersion, Prompt, Region, Split
 from db.session import session_scope
+from rewards.judge import LocalityJudge
 from rewards.rules import RegionRules, regional_reward
 from rewards.winrate import outcomes_from_scores, win_rate
 
@@ -31,7 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def _prompts(engine: Engine, region: str | None, split: Split, limit: int, prompt_format: str) -> list[dict]:
+def split_prompts(engine: Engine, region: str | None, split: Split, limit: int, prompt_format: str) -> list[dict]:
     """Prompts of ``split`` (in content-hash order) with their brief context and the reward model's prompt."""
     if limit <= 0:
         return []
@@ -52,9 +59,10 @@ def evaluate_round(engine: Engine, plan: _Plan, workdir: Path, adapter: str, rew
                    report: _Reporter) -> dict[str, Any]:
     """Sample, score and compare; writes ``eval/samples.jsonl`` and ``eval/metrics.json`` under the round dir."""
     settings = plan.config.settings
-    test = _prompts(engine, plan.region, Split.test, settings.eval_prompts, plan.prompt_format)
-    train = _prompts(engine, plan.region, Split.train, settings.review_prompts, plan.prompt_format)
-    rows = test + train
+    test = split_prompts(engine, plan.region, Split.test, settings.eval_prompts, plan.prompt_format)
+    train = split_prompts(engine, plan.region, Split.train, settings.review_prompts, plan.prompt_format)
+    val = split_prompts(engine, plan.region, Split.val, settings.review_val_prompts, plan.prompt_format)
+    rows = test + train + val
     contexts = [r.pop("context") for r in rows]
     params = DecodingParams(max_new_tokens=settings.max_new_tokens)
     sft = Path(workdir) / "stages" / "sft" / "adapter"
@@ -89,7 +97,15 @@ def evaluate_round(engine: Engine, plan: _Plan, workdir: Path, adapter: str, rew
             for row, score in zip(test, scores, strict=True):
                 row.setdefault("rm_scores", {})[label] = round(score, 4)
 
-    win_rates: dict[str, Any] = {"prompts": len(test), "scorer": "reward_model" if reward_model else "rules"}
+    judge = _judge(engine, plan.region, report) if test else None
+    if judge is not None:
+        for label in ("new", "parent", "base"):
+            scores = judge.score([r["outputs"][label] for r in test], [r["region"] for r in test])
+            for row, score in zip(test, scores, strict=True):
+                row.setdefault("judge_scores", {})[label] = score
+
+    win_rates: dict[str, Any] = {"prompts": len(test), "scorer": "reward_model" if reward_model else "rules",
+                                 "judge": judge.name if judge else None}
     if test:
         key = "rm_scores" if reward_model else "rule_scores"
         for other in ("parent", "base"):
@@ -98,6 +114,13 @@ def evaluate_round(engine: Engine, plan: _Plan, workdir: Path, adapter: str, rew
             rule = outcomes_from_scores([r["rule_scores"]["new"] for r in test],
                                         [r["rule_scores"][other] for r in test])
             win_rates[f"rules_vs_{other}"] = win_rate(rule, seed=settings.seed).as_dict()
+            if judge is not None:
+                judged = outcomes_from_scores([r["judge_scores"]["new"] for r in test],
+                                              [r["judge_scores"][other] for r in test])
+                win_rates[f"judge_vs_{other}"] = win_rate(judged, seed=settings.seed).as_dict()
+        if reward_model:  # how far apart the reward model's scores are: decisions at the third decimal mean little
+            spread = [r["rm_scores"][label] for r in test for label in ("new", "base")]
+            win_rates["rm_score_std"] = round(float(np.std(spread)), 4)
     out = Path(workdir) / "eval"
     out.mkdir(parents=True, exist_ok=True)
     with (out / "samples.jsonl").open("w", encoding="utf-8") as fh:
@@ -105,6 +128,29 @@ def evaluate_round(engine: Engine, plan: _Plan, workdir: Path, adapter: str, rew
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
     (out / "metrics.json").write_text(json.dumps(win_rates, indent=2), encoding="utf-8")
     return {"win_rates": win_rates, "rows": rows, "params": asdict(params), "seed": settings.seed}
+
+
+def judge_references(session: Session) -> dict[str, list[str]]:
+    """Gold copy (not rewrites) of validation-split briefs, by region code: the judge's idea of each region."""
+    stmt = (select(Region.code, Example.text).join(Prompt, Example.prompt_id == Prompt.id)
+            .join(Region, Prompt.region_id == Region.id)
+            .where(Prompt.split == Split.val, Example.vote_id.is_(None)).order_by(Example.id))
+    out: dict[str, list[str]] = {}
+    for code, text in session.execute(stmt):
+        out.setdefault(code, []).append(text)
+    return out
+
+
+def _judge(engine: Engine, region: str | None, report: _Reporter) -> LocalityJudge | None:
+    """The locality judge over every region with validation gold, or None (logged) when the scope has none."""
+    with session_scope(engine) as session:
+        references = judge_references(session)
+        scope = [region] if region else list(session.scalars(select(Region.code)))
+    missing = [code for code in scope if code not in references]
+    if not references or missing:
+        report.log(f"eval: no independent judge (no gold copy on validation briefs for {missing or 'any region'})")
+        return None
+    return LocalityJudge(references)
 
 
 def store_samples_and_pairs(session: Session, evaluation: dict, version: ModelVersion, parent: ModelVersion,

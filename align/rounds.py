@@ -6,7 +6,8 @@
 
 A round: snapshot the datasets (train split for training, val for validation, never test) → the enabled stages
 of ``align.stages`` (SFT → reward model → DPO → online RL), each continuing from the previous stage's adapter →
-evaluation on test-split prompts (reward-model win-rate vs parent and base, 95% CIs) → publish the adapter
+evaluation on test-split prompts (win-rates vs parent and base with 95% CIs: by the independent judge first, then
+by the reward model and rules that training optimised) → publish the adapter
 atomically as a new ``ModelVersion`` with its lineage → new pairs (new vs parent, new vs base) for reviewers.
 """
 
@@ -16,11 +17,13 @@ import hashlib
 import json
 import logging
 import os
+import random
 import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +144,7 @@ class _Plan:
     completed: list[str]
     region_rules: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     prompt_format: str = "text"  # conversational when the base model's tokenizer has a chat template
+    parent_published_at: datetime | None = None  # data newer than this is what the round has that its parent had not
 
 
 def run_round(engine: Engine, round_id: int, ctx: JobContext | None = None, progress: bool = True,
@@ -219,7 +223,8 @@ def _start(engine: Engine, round_id: int, settings: Settings) -> _Plan:
                      completed=list(rnd.completed_stages),
                      region_rules={r.code: {"local_terms": list(r.local_terms or []),
                                             "avoid_terms": list(r.avoid_terms or [])} for r in regions},
-                     prompt_format=prompt_format_of(base.base_model))
+                     prompt_format=prompt_format_of(base.base_model),
+                     parent_published_at=parent.created_at if parent.adapter_path else None)
 
 
 def latest_version(session: Session, region_id: int | None) -> ModelVersion | None:
@@ -299,6 +304,16 @@ def snapshot_datasets(engine: Engine, plan: _Plan, workdir: Path) -> dict[str, A
 
     Training files come from the train split only and validation files from the val split; the builders in
     ``collect.datasets`` refuse the test split for training, and test prompts are read only by evaluation.
+
+    What each stage trains on:
+    - SFT and DPO continue the parent's adapter, so they train on what is *new since the parent was published*
+      (gold examples and rewrites, votes) plus a replay sample of older rows (``round.replay_ratio`` per new row,
+      so the adapter keeps what it learnt). With nothing new, the stage is skipped rather than re-run on the
+      parent's data, which would only push the same pairs further each round. A first round has no parent
+      adapter: everything is new.
+    - The reward model starts afresh from its backbone every round, so it trains on every vote so far.
+    - Online RL takes the next ``round.rl_prompts`` train prompts of a fixed shuffled order, wrapping around, so
+      consecutive rounds practise on different briefs.
     """
     data = workdir / "data"
     manifest_path = data / "manifest.json"
@@ -306,19 +321,32 @@ def snapshot_datasets(engine: Engine, plan: _Plan, workdir: Path) -> dict[str, A
         return json.loads(manifest_path.read_text(encoding="utf-8"))
     data.mkdir(parents=True, exist_ok=True)
     regions = (plan.region,) if plan.region else None
+    settings = plan.config.settings
+    train_filter = DatasetFilter(splits=("train",), regions=regions)
     with session_scope(engine) as session:
         fmt = plan.prompt_format
-        files = {
-            "sft_train": sft_rows(session, DatasetFilter(splits=("train",), regions=regions), fmt),
-            "sft_val": sft_rows(session, DatasetFilter(splits=("val",), regions=regions), fmt),
-        }
-        pref_train, stats = preference_rows(session, DatasetFilter(splits=("train",), regions=regions), fmt)
+        files = {"sft_val": sft_rows(session, DatasetFilter(splits=("val",), regions=regions), fmt)}
+        pref_train, stats = preference_rows(session, train_filter, fmt)
         pref_val, _ = preference_rows(session, DatasetFilter(splits=("val",), regions=regions), fmt)
+        since = plan.parent_published_at
+        if since is None:
+            sft_new, sft_old = sft_rows(session, train_filter, fmt), []
+            dpo_new, dpo_old = pref_train, []
+        else:
+            sft_new = sft_rows(session, replace(train_filter, since=since), fmt)
+            sft_old = sft_rows(session, replace(train_filter, until=since), fmt)
+            dpo_new, _ = preference_rows(session, replace(train_filter, since=since), fmt)
+            dpo_old, _ = preference_rows(session, replace(train_filter, until=since), fmt)
         rl = session.execute(select(Prompt, Region).join(Region, Prompt.region_id == Region.id)
                              .where(Prompt.split == Split.train, *([Region.code == plan.region] if regions else []))
                              .order_by(Prompt.content_hash)).all()
-        files["rl_prompts"] = [{"prompt": dataset_prompt(BriefContext.of_prompt(r, p), fmt), "region": r.code,
-                                "task_type": p.task_type.value, "prompt_id": p.id} for p, r in rl]
+        rl_rows = [{"prompt": dataset_prompt(BriefContext.of_prompt(r, p), fmt), "region": r.code,
+                    "task_type": p.task_type.value, "prompt_id": p.id} for p, r in rl]
+    rng = random.Random(settings.seed * 1_000_003 + plan.number)
+    sft_replay, dpo_replay = _replay(sft_old, len(sft_new), settings.replay_ratio, rng), \
+        _replay(dpo_old, len(dpo_new), settings.replay_ratio, rng)
+    files |= {"sft_train": sft_new + sft_replay, "dpo_train": dpo_new + dpo_replay,
+              "rl_prompts": rotate_prompts(rl_rows, settings.rl_prompts, plan.number, settings.seed)}
     rounds_seen = [r["round"] for r in pref_train + pref_val if r["round"] is not None]
     newest_round = max(rounds_seen) if rounds_seen else None
     files |= {"pref_train": pref_train, "pref_val": pref_val,
@@ -327,12 +355,34 @@ def snapshot_datasets(engine: Engine, plan: _Plan, workdir: Path) -> dict[str, A
         _write_jsonl(data / f"{name}.jsonl", rows)
     manifest = {"counts": {k: len(v) for k, v in files.items()},
                 "sha256": {k: _hash_rows(v) for k, v in files.items()},
+                "new_since_parent": {"since": since.isoformat() if since else None, "sft_new": len(sft_new),
+                                     "sft_replay": len(sft_replay), "dpo_new": len(dpo_new),
+                                     "dpo_replay": len(dpo_replay)},
                 "votes": stats.votes, "ties_dropped": stats.ties_dropped, "both_bad": stats.both_bad,
                 "newest_round": newest_round, "region": scope_name(plan.region), "prompt_format": fmt}
     tmp = manifest_path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     os.replace(tmp, manifest_path)  # written last: a half-written snapshot is rebuilt on resume
     return manifest
+
+
+def _replay(old: list[dict], n_new: int, ratio: float, rng: random.Random) -> list[dict]:
+    """A seeded sample of ``ratio * n_new`` older rows (none when nothing is new: the stage then has nothing to do)."""
+    k = min(len(old), round(ratio * n_new))
+    return rng.sample(old, k) if k else []
+
+
+def rotate_prompts(rows: list[dict], per_round: int, number: int, seed: int) -> list[dict]:
+    """Round ``number``'s share of ``rows``: the next ``per_round`` of one seeded shuffle, wrapping around.
+
+    With 5 rows and 2 a round, round 1 takes shuffled positions 0-1, round 2 positions 2-3, round 3 positions 4, 0.
+    """
+    if not rows or per_round <= 0:
+        return []
+    order = list(rows)
+    random.Random(seed).shuffle(order)
+    start = (number - 1) * per_round
+    return [order[(start + i) % len(order)] for i in range(min(per_round, len(order)))]
 
 
 # ------------------------------------------------------------------------------------------------ publishing
@@ -460,10 +510,31 @@ def versions_view(session: Session) -> list[dict[str, Any]]:
         rows.append({"name": v.name, "parent": v.parent.name if v.parent else "", "stage": v.stage,
                      "region": scope_name(codes.get(v.region_id) if v.region_id else None),
                      "status": v.status.value, "created": v.created_at,
-                     "win-rate vs parent": win_rate_text(evaluation.get("vs_parent")),
-                     "win-rate vs base": win_rate_text(evaluation.get("vs_base")),
+                     "judge vs parent": win_rate_text(evaluation.get("judge_vs_parent")),
+                     "judge vs base": win_rate_text(evaluation.get("judge_vs_base")),
+                     "reward model vs parent": win_rate_text(evaluation.get("vs_parent")),
+                     "reward model vs base": win_rate_text(evaluation.get("vs_base")),
                      "lineage": v.lineage or {}, "metrics": v.metrics or {}})
     return rows
+
+
+# Evaluation keys in the order to show them: the independent judge first, then what training optimised.
+WIN_RATE_LABELS = {
+    "judge_vs_parent": "judge vs parent (independent)",
+    "judge_vs_base": "judge vs base (independent)",
+    "vs_parent": "reward model vs parent (trained on it)",
+    "vs_base": "reward model vs base (trained on it)",
+    "rules_vs_parent": "rules vs parent (RL optimised them)",
+    "rules_vs_base": "rules vs base (RL optimised them)",
+}
+
+
+def win_rate_rows(evaluation: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """An evaluation's win-rates as (label, rate) in display order: the independent judge leads."""
+    known = [(label, evaluation[key]) for key, label in WIN_RATE_LABELS.items() if isinstance(evaluation.get(key), dict)]
+    other = [(key.replace("_", " "), value) for key, value in evaluation.items()
+             if key not in WIN_RATE_LABELS and isinstance(value, dict) and "rate" in value]
+    return known + other
 
 
 def win_rate_text(value: Any) -> str:

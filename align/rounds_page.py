@@ -27,6 +27,7 @@ from align.rounds import (
     rounds_view,
     scope_name,
     versions_view,
+    win_rate_rows,
     win_rate_text,
 )
 from collect.auth import CurrentUser, require
@@ -81,13 +82,13 @@ def metrics_frame(metrics: dict[str, Any]) -> pd.DataFrame:
     for key in [*known, *sorted(k for k in metrics if k not in known)]:
         value = metrics[key]
         if key == "eval" and isinstance(value, dict):
-            for name, rate in value.items():
-                if isinstance(rate, dict):
-                    counts = f" (n={rate.get('n')}: {rate.get('wins')} won, {rate.get('ties')} tied, " \
-                             f"{rate.get('losses')} lost)" if "n" in rate else ""
-                    rows.append({"what": f"win-rate {name.replace('_', ' ')}", "value": win_rate_text(rate) + counts})
-                else:
-                    rows.append({"what": f"eval {name}", "value": _number(rate)})
+            for label, rate in win_rate_rows(value):
+                counts = f" (n={rate.get('n')}: {rate.get('wins')} won, {rate.get('ties')} tied, " \
+                         f"{rate.get('losses')} lost)" if "n" in rate else ""
+                rows.append({"what": f"win-rate {label}", "value": win_rate_text(rate) + counts})
+            for name, number in value.items():
+                if not isinstance(number, dict) and number is not None:
+                    rows.append({"what": f"eval {name}", "value": _number(number)})
         elif isinstance(value, dict):
             rows.append({"what": key, "value": " · ".join(f"{k} {_number(v)}" for k, v in value.items())})
         else:
@@ -300,10 +301,13 @@ def render_versions() -> None:
     if not rows:
         st.info("No model versions yet: the first round registers the base model and publishes a version here.")
         return
-    columns = ["name", "parent", "stage", "region", "status", "created", "win-rate vs parent", "win-rate vs base"]
+    columns = ["name", "parent", "stage", "region", "status", "created", "judge vs parent", "judge vs base",
+               "reward model vs parent", "reward model vs base"]
     st.dataframe(pd.DataFrame([{c: r[c] for c in columns} for r in rows]), hide_index=True, width="stretch")
-    st.caption("Win-rates: the reward model's (or the rules') preference for the version on held-out test prompts, "
-               "with a 95% bootstrap interval.")
+    st.caption("Win-rates on held-out test briefs, with 95% intervals. **Judge**: the independent locality judge "
+               "(sentence embeddings against local gold copy that no stage trains on): whether the copy got more "
+               "local. **Reward model**: the round's own reward model, which online RL optimised, so it mostly says "
+               "whether training did what it aimed at. Reviewers' votes on the Dashboard are the final word.")
     st.subheader("Lineage")
     name = st.selectbox("Version", [r["name"] for r in rows], key="rounds_version")
     row = next(r for r in rows if r["name"] == name)

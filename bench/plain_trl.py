@@ -62,7 +62,7 @@ def run_plain(round_dir: Path, stage: str, base_model: str, stage_config: dict, 
         trainer = trl.RewardTrainer(model=model, processing_class=tokenizer, train_dataset=rows,
                                     args=trl.RewardConfig(**common, **_work(stage_config)))
     elif stage == "dpo":
-        trainer = trl.DPOTrainer(model=base_model, train_dataset=_rows(data, "pref_train", ("prompt", "chosen",
+        trainer = trl.DPOTrainer(model=base_model, train_dataset=_rows(data, "dpo_train", ("prompt", "chosen",
                                                                                            "rejected")),
                                  args=trl.DPOConfig(**common, **_work(stage_config)), peft_config=peft_config)
     elif stage == "rl":

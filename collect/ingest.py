@@ -17,14 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from collect.layouts import LayoutError, normalise
 from collect.pii import scrub
 from collect.prompting import MONTHS
 from collect.readers import read_records
-from collect.splits import assign_splits, content_hash
+from collect.splits import assign_splits_by_content, content_hash
 from db.errors import NotFound, ValidationError
 from db.models import (
     AuditEvent,
@@ -344,31 +344,51 @@ def _lookup(session: Session, column_id, column_hash, where, hashes: Iterable[st
 
 
 def _ensure_prompts(session, clean, source, report) -> tuple[dict, dict]:
-    """Prompt ids by (region id, hash), inserting new prompts, and the splits given to the new ones."""
+    """Prompt ids by (region id, hash), inserting new prompts, and the splits given to the new ones.
+
+    A new prompt whose brief is already stored in any region takes that stored split, and one brief new to several
+    regions gets one split for all (see :mod:`collect.splits`), so no brief is in train in one region and in test
+    in another.
+    """
     prompt_ids: dict[tuple[int, str], int] = {}
-    by_region: dict[int, set[str]] = defaultdict(set)
-    for r in clean:
-        by_region[r["region_id"]].add(r["prompt_hash"])
-    for rid, hashes in by_region.items():
-        for h, pid in _lookup(session, Prompt.id, Prompt.content_hash, Prompt.region_id == rid, hashes).items():
+    stored: dict[str, tuple[int, Split]] = {}  # hash -> (id, split) of its earliest prompt in any region
+    conflicts: set[str] = set()
+    for chunk in _chunks(sorted({r["prompt_hash"] for r in clean})):
+        # one query per chunk on the plain content_hash index: the same brief in every region, this one included
+        rows = session.execute(select(Prompt.id, Prompt.region_id, Prompt.content_hash, Prompt.split)
+                               .where(Prompt.content_hash.in_(chunk)))
+        for pid, rid, h, split in rows:
             prompt_ids[(rid, h)] = pid
+            if h in stored and stored[h][1] != split:
+                conflicts.add(h)
+            if h not in stored or pid < stored[h][0]:
+                stored[h] = (pid, split)
+    if conflicts:
+        log.warning("%d briefs were stored in different splits in different regions (imported before splits "
+                    "followed content); their new copies take the earliest copy's split", len(conflicts))
     new: dict[tuple[int, str], dict[str, Any]] = {}
     for r in clean:
         key = (r["region_id"], r["prompt_hash"])
         if key not in prompt_ids and key not in new:
             new[key] = {"region_id": key[0], "task_type": TaskType(r["task_type"]), "text": r["prompt"],
                         "month": r["month"], "source": source, "content_hash": key[1]}
-    strata: dict[tuple[int, TaskType], list[str]] = defaultdict(list)
+    strata_of: dict[str, set[tuple[int, TaskType]]] = defaultdict(set)
     for (rid, h), p in new.items():
-        strata[(rid, p["task_type"])].append(h)
+        strata_of[h].add((rid, p["task_type"]))
+    counts: dict[tuple[int, TaskType], dict[str, int]] = defaultdict(dict)
+    if new:
+        for rid, task, split, n in session.execute(
+            select(Prompt.region_id, Prompt.task_type, Prompt.split, func.count())
+            .where(Prompt.region_id.in_(sorted({rid for rid, _ in new})))
+            .group_by(Prompt.region_id, Prompt.task_type, Prompt.split)
+        ):
+            counts[(rid, task)][split.value] = n
+    known = {h: stored[h][1].value for h in strata_of if h in stored}
+    by_hash = assign_splits_by_content(strata_of, counts, known)
     splits: dict[tuple[int, str], str] = {}
-    for (rid, task), hashes in strata.items():
-        counts = Counter(session.scalars(
-            select(Prompt.split).where(Prompt.region_id == rid, Prompt.task_type == task)
-        ))
-        for h, split in assign_splits(hashes, {k.value: v for k, v in counts.items()}).items():
-            new[(rid, h)]["split"] = Split(split)
-            splits[(rid, h)] = split
+    for key, p in new.items():
+        p["split"] = Split(by_hash[key[1]])
+        splits[key] = by_hash[key[1]]
     report.prompts_created = len(new)
     report.prompts_existing = len({(r["region_id"], r["prompt_hash"]) for r in clean}) - len(new)
     if new:

@@ -1,14 +1,18 @@
 """Simulated reviewers for load tests, benchmarks and offline demos of a full round.
 
-A simulated reviewer goes through the same path as a person (``next_item`` → ``submit_vote``) and judges by the
-rule-based regional reward: it prefers the output with more local terms, none of the references to avoid, and a
-length that fits the task. Its votes are marked ``source = "simulated"`` so that win-rates and exports can tell
-them apart from human judgement; never mix them into a production database.
+A simulated reviewer goes through the same path as a person (``next_item`` → ``submit_vote``). By default it
+judges by the rule-based regional reward: it prefers the output with more local terms, none of the references to
+avoid, and a length that fits the task. A ``Taste`` replaces that, e.g. the independent locality judge
+(``rewards.judge``) in ``bench/alignment.py``, where votes must not come from a reward that training also
+optimises. Its votes are marked ``source = "simulated"`` so that win-rates and exports can tell them apart from
+human judgement; never mix them into a production database.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -22,27 +26,46 @@ from rewards.rules import RegionRules, regional_reward
 TASK_KEYS = {label: key for key, label in TASK_LABELS.items()}  # the review item shows the label
 
 
-def simulate_reviews(session: Session, user: CurrentUser, limit: int = 1000, seed: int = 0,
-                     tie_margin: float = 0.02) -> int:
-    """Vote on up to ``limit`` of the user's queued pairs; returns how many votes were cast."""
-    rng = random.Random(seed)
+@dataclass(frozen=True)
+class Taste:
+    """How a simulated reviewer judges: ``score(texts, region_codes, task_types)`` and the gaps it notices."""
+
+    score: Callable[[list[str], list[str], list[str]], list[float]]
+    tie_margin: float  # a smaller score gap is a tie
+    clear_margin: float  # a larger one is a "clear" preference, anything between "slight"
+    floor: float | None = 0.0  # a tie where both score at or below this is "both bad" (None: never)
+
+
+def rule_taste(session: Session) -> Taste:
+    """The rule-based regional reward as a taste (the default; fine for load tests, circular for training tests)."""
     rules: dict[str, RegionRules] = {}
+
+    def score(texts: list[str], regions: list[str], tasks: list[str]) -> list[float]:
+        for code in set(regions) - set(rules):
+            rules[code] = RegionRules.from_profile(session.scalar(select(Region).where(Region.code == code)))
+        return [regional_reward(t, rules[r], k) for t, r, k in zip(texts, regions, tasks, strict=True)]
+
+    return Taste(score, tie_margin=0.02, clear_margin=0.2)
+
+
+def simulate_reviews(session: Session, user: CurrentUser, limit: int = 1000, seed: int = 0,
+                     taste: Taste | None = None) -> int:
+    """Vote on up to ``limit`` of the user's queued pairs (by ``taste``, default the rules); returns the votes cast."""
+    rng = random.Random(seed)
+    taste = taste or rule_taste(session)
     cast = 0
     while cast < limit:
         item = next_item(session, user)
         if item is None:
             break
-        if item.region_code not in rules:
-            region = session.scalar(select(Region).where(Region.code == item.region_code))
-            rules[item.region_code] = RegionRules.from_profile(region)
         task = TASK_KEYS.get(item.task, "ad_copy")
-        left = regional_reward(item.left, rules[item.region_code], task)
-        right = regional_reward(item.right, rules[item.region_code], task)
-        if abs(left - right) < tie_margin:
-            choice, strength = ("tie", None) if max(left, right) > 0 else ("both_bad", None)
+        left, right = taste.score([item.left, item.right], [item.region_code] * 2, [task] * 2)
+        if abs(left - right) < taste.tie_margin:
+            bad = taste.floor is not None and max(left, right) <= taste.floor
+            choice, strength = ("both_bad", None) if bad else ("tie", None)
         else:
             choice = "left" if left > right else "right"
-            strength = "clear" if abs(left - right) > 0.2 else "slight"
+            strength = "clear" if abs(left - right) > taste.clear_margin else "slight"
         result = submit_vote(session, user, item.assignment_id, choice, strength,
                              seconds=round(rng.uniform(8, 40), 1))
         session.get(Vote, result.vote_id).source = "simulated"
@@ -52,7 +75,7 @@ def simulate_reviews(session: Session, user: CurrentUser, limit: int = 1000, see
 
 
 def simulate_all_regions(session: Session, regions: list[str] | None = None, per_region: int = 1000,
-                         seed: int = 0) -> dict[str, int]:
+                         seed: int = 0, taste: Taste | None = None) -> dict[str, int]:
     """One simulated reviewer per region (system account ``simulated-<code>``) votes on its queued pairs."""
     from collect.accounts import create_user, new_password
     from collect.auth import act_as_system
@@ -70,5 +93,5 @@ def simulate_all_regions(session: Session, regions: list[str] | None = None, per
             user = create_user(session, name, new_password(), ["reviewer"], [code])
             user.is_system, user.password_hash = True, "!"  # no password: a system account never logs in
             session.flush()
-        counts[code] = simulate_reviews(session, act_as_system(user), limit=per_region, seed=seed)
+        counts[code] = simulate_reviews(session, act_as_system(user), limit=per_region, seed=seed, taste=taste)
     return counts

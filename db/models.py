@@ -212,6 +212,8 @@ class Prompt(Base):
         UniqueConstraint("region_id", "content_hash"),
         CheckConstraint("month IS NULL OR (month BETWEEN 1 AND 12)", name="month"),
         Index("ix_prompts_region_split_task", "region_id", "split", "task_type"),
+        # a brief's split follows its content across regions: import looks a hash up in every region at once
+        Index("ix_prompts_content_hash", "content_hash"),
     )
 
 

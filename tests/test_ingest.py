@@ -7,10 +7,11 @@ import pytest
 from sqlalchemy import func, select
 
 from collect.ingest import import_examples, import_regions, read_records
+from collect.splits import SPLIT_SHARES, assign_splits
 from db.errors import NotFound, ValidationError
 from db.models import Example, Prompt, Region, Split, example_tags
 from db.session import session_scope
-from tests.conftest import write_jsonl
+from tests.conftest import load_mini, write_jsonl
 
 
 def _counts(engine):
@@ -140,3 +141,122 @@ def test_region_reimport_updates_in_place(loaded, mini_data):
     with session_scope(loaded) as s:
         assert s.scalar(select(func.count()).select_from(Region)) == 2
         assert s.scalar(select(Region.profile).where(Region.code == "en-GB-leeds")) == "Updated profile."
+
+
+# ------------------------------------------------------------------ a brief's split follows its content across regions
+
+LEEDS, PERTH = "en-GB-leeds", "en-AU-perth"
+
+
+def _brief_rows(region: str, texts: list[str], task_type: str = "ad_copy") -> list[dict]:
+    return [{"region": region, "task_type": task_type, "prompt": t, "completion": f"{region} copy for {t}"}
+            for t in texts]
+
+
+def _stored_splits(engine) -> dict[tuple[str, str], Split]:
+    """(region code, content hash) -> split of every stored prompt."""
+    with session_scope(engine) as s:
+        rows = s.execute(select(Region.code, Prompt.content_hash, Prompt.split).join(Region)).all()
+    return {(code, h): split for code, h, split in rows}
+
+
+def _splits_per_brief(engine) -> dict[str, set[Split]]:
+    out: dict[str, set[Split]] = {}
+    for (_, h), split in _stored_splits(engine).items():
+        out.setdefault(h, set()).add(split)
+    return out
+
+
+def _stratum(engine, region: str, task_type: str = "ad_copy") -> Counter:
+    with session_scope(engine) as s:
+        return Counter(s.scalars(select(Prompt.split).join(Region).where(Region.code == region,
+                                                                          Prompt.task_type == task_type)))
+
+
+def test_same_brief_in_two_regions_of_one_file_gets_one_split(any_engine, mini_data, tmp_path):
+    engine = load_mini(any_engine, mini_data)
+    shared = [f"Shared public brief {i}" for i in range(40)]
+    rows = (_brief_rows(LEEDS, shared + [f"Leeds-only brief {i}" for i in range(10)])
+            + _brief_rows(PERTH, shared + [f"Perth-only brief {i}" for i in range(10)]))
+    with session_scope(engine) as s:
+        report = import_examples(s, write_jsonl(tmp_path / "both.jsonl", rows))
+    assert report.prompts_created == 100 and sum(report.splits.values()) == 100
+
+    stored = _stored_splits(engine)
+    shared_hashes = {h for (code, h) in stored if code == LEEDS} & {h for (code, h) in stored if code == PERTH}
+    assert len(shared_hashes) == 40
+    assert all(stored[(LEEDS, h)] == stored[(PERTH, h)] for h in shared_hashes)
+    assert {stored[(LEEDS, h)] for h in shared_hashes} == {Split.train, Split.val, Split.test}
+    assert all(len(splits) == 1 for splits in _splits_per_brief(engine).values())
+    for region in (LEEDS, PERTH):  # 3 stored + 50 new: each stratum stays near 80/10/10
+        counts = _stratum(engine, region)
+        assert sum(counts.values()) == 53
+        assert all(abs(counts[Split(k)] - share * 53) <= 2 for k, share in SPLIT_SHARES.items())
+
+
+@pytest.mark.parametrize("first,second", [(LEEDS, PERTH), (PERTH, LEEDS)])
+def test_brief_imported_into_a_second_region_takes_its_stored_split(loaded, tmp_path, first, second):
+    # the second region's stratum is in a different state, so splitting it on its own would disagree
+    with session_scope(loaded) as s:
+        import_examples(s, write_jsonl(tmp_path / "own.jsonl", _brief_rows(second, [f"Own {i}" for i in range(7)])))
+    shared = [f"Public dataset brief {i}" for i in range(30)]
+    with session_scope(loaded) as s:
+        import_examples(s, write_jsonl(tmp_path / "a.jsonl", _brief_rows(first, shared)))
+    before = _stored_splits(loaded)
+    second_counts = _stratum(loaded, second)
+    with session_scope(loaded) as s:
+        report = import_examples(s, write_jsonl(tmp_path / "b.jsonl", _brief_rows(second, shared)))
+
+    stored = _stored_splits(loaded)
+    assert {k: v for k, v in stored.items() if k in before} == before  # nothing stored moved
+    hashes = sorted(h for (code, h) in stored if code == second and (first, h) in stored)
+    assert len(hashes) == 30 and report.prompts_created == 30
+    assert [stored[(second, h)] for h in hashes] == [stored[(first, h)] for h in hashes]
+    assert Split.test in {stored[(first, h)] for h in hashes}
+    assert report.splits == Counter({k.value: n for k, n in Counter(stored[(first, h)] for h in hashes).items()})
+    # the old per-region rule would have put some of these briefs in another split than in the first region
+    per_region = assign_splits(hashes, {k.value: n for k, n in second_counts.items()})
+    assert any(per_region[h] != stored[(first, h)].value for h in hashes)
+
+
+def test_splits_never_move_on_reimport(loaded, tmp_path):
+    shared = [f"Shared brief {i}" for i in range(25)]
+    leeds = write_jsonl(tmp_path / "leeds.jsonl", _brief_rows(LEEDS, shared))
+    both = write_jsonl(tmp_path / "both.jsonl", _brief_rows(PERTH, shared) + _brief_rows(LEEDS, ["Leeds extra"]))
+    with session_scope(loaded) as s:
+        import_examples(s, leeds)
+        import_examples(s, both)
+    before = _stored_splits(loaded)
+    more = write_jsonl(tmp_path / "more.jsonl", _brief_rows(PERTH, shared[:5] + [f"New {i}" for i in range(20)])
+                       + _brief_rows(LEEDS, [f"New {i}" for i in range(20)]))
+    with session_scope(loaded) as s:
+        again = [import_examples(s, both), import_examples(s, leeds), import_examples(s, more)]
+    assert [r.prompts_created for r in again] == [0, 0, 20 + 20]
+    after = _stored_splits(loaded)
+    assert {k: after[k] for k in before} == before
+    assert all(len(splits) == 1 for splits in _splits_per_brief(loaded).values())
+
+
+def test_distinct_briefs_keep_each_stratum_eighty_ten_ten(loaded, tmp_path):
+    rows = (_brief_rows(LEEDS, [f"Leeds subject {i}" for i in range(97)], "email_subject")
+            + _brief_rows(PERTH, [f"Perth subject {i}" for i in range(97)], "email_subject"))
+    with session_scope(loaded) as s:
+        import_examples(s, write_jsonl(tmp_path / "distinct.jsonl", rows))
+    for region in (LEEDS, PERTH):  # 3 stored train + 97 new
+        assert _stratum(loaded, region, "email_subject") == {Split.train: 80, Split.val: 10, Split.test: 10}
+
+
+def test_briefs_stored_in_conflicting_splits_give_new_copies_the_earliest(loaded, mini_data, tmp_path, caplog):
+    region = json.loads((mini_data / LEEDS / "region.json").read_text()) | {"code": "en-GB-york", "name": "York"}
+    (tmp_path / "york.json").write_text(json.dumps(region))
+    with session_scope(loaded) as s:
+        import_regions(s, tmp_path / "york.json")
+        import_examples(s, write_jsonl(tmp_path / "a.jsonl", _brief_rows(LEEDS, ["Old brief"])))
+        import_examples(s, write_jsonl(tmp_path / "b.jsonl", _brief_rows(PERTH, ["Old brief"])))
+        # data split before splits followed content: the Perth copy was put in test, the Leeds one in train
+        leeds_copy, perth_copy = s.scalars(select(Prompt).where(Prompt.text == "Old brief").order_by(Prompt.id))
+        leeds_copy.split, perth_copy.split = Split.train, Split.test
+    with session_scope(loaded) as s:
+        import_examples(s, write_jsonl(tmp_path / "c.jsonl", _brief_rows("en-GB-york", ["Old brief"])))
+    assert _stored_splits(loaded)[("en-GB-york", leeds_copy.content_hash)] == Split.train
+    assert "1 briefs were stored in different splits" in caplog.text

@@ -99,11 +99,16 @@ def test_full_round_publishes_a_version_and_new_pairs(round_env, monkeypatch):
         assert Path(version.lineage["reward_model"]).is_dir()
         wr = version.metrics["eval"]["vs_base"]
         assert wr["n"] >= 1 and wr["low"] <= wr["rate"] <= wr["high"]
+        judged = version.metrics["eval"]["judge_vs_base"]  # the independent judge, beside the trained-on scorers
+        assert judged["n"] == wr["n"] and version.metrics["eval"]["judge"].startswith("locality-judge")
+        terms = rnd.metrics["rl"]["reward_terms"]  # each reward's share of GRPO's signal is recorded
+        assert set(terms) == {"regional_rules", "reward_model"}
+        assert abs(sum(t["share"] for t in terms.values()) - 1) < 1e-6 or not any(t["share"] for t in terms.values())
 
         pairs = s.scalars(select(Pair).where(Pair.round_id == round_id)).all()
         assert pairs and all(version.id in (p.model_a_id, p.model_b_id) for p in pairs)
         splits = set(s.scalars(select(Prompt.split).where(Prompt.id.in_([p.prompt_id for p in pairs]))))
-        assert splits == {Split.train, Split.test}
+        assert splits == {Split.train, Split.val, Split.test}  # val pairs: next round's validation votes
 
         test_prompts = {p.text for p in s.scalars(select(Prompt).where(Prompt.split == Split.test))}
     # the test split never reaches a training file
@@ -115,12 +120,22 @@ def test_full_round_publishes_a_version_and_new_pairs(round_env, monkeypatch):
     samples = [json.loads(line) for line in (workdir / "eval" / "samples.jsonl").read_text().splitlines()]
     assert {"new", "parent", "base", "sft"} <= set(samples[0]["outputs"])
 
-    # the next round continues from this version
+    # the next round continues from this version, on the votes cast on its pairs
+    with session_scope(engine) as s:
+        assert sum(simulate_all_regions(s).values()) > 0
     round2, job2 = _queue(engine, FAST | {"round": FAST["round"] | {"stages": ["dpo"]}})
     assert claim_job(engine, job2, "test") and run_job(engine, job2) == JobStatus.succeeded
     with session_scope(engine) as s:
         v2 = s.scalar(select(ModelVersion).where(ModelVersion.round_id == round2))
         assert v2.parent.name == f"{REGION}-r1" and v2.stage == "dpo" and v2.name == f"{REGION}-r2"
+    # round 2's DPO trains on the votes cast since r1 was published plus a replay sample, not on every vote again
+    manifest = json.loads((round_dir(settings, round2) / "data" / "manifest.json").read_text())
+    fresh = manifest["new_since_parent"]
+    assert fresh["since"] is not None and fresh["dpo_new"] > 0
+    older = manifest["counts"]["pref_train"] - fresh["dpo_new"]
+    assert older > 0 and fresh["dpo_replay"] == min(round(0.5 * fresh["dpo_new"]), older)
+    assert manifest["counts"]["dpo_train"] == fresh["dpo_new"] + fresh["dpo_replay"]
+    assert fresh["sft_new"] == 0  # no new gold or rewrites: round 2's SFT would have been skipped
 
 
 @pytest.mark.parametrize("round_env", ["chat"], indirect=True)

@@ -89,9 +89,13 @@ def test_display_helpers():
     assert win_rate_text(None) == "" and win_rate_text({"rate": 0.5}) == "0.50"
     frame = history_frame([*HISTORY, {"stage": "sft"}])  # a point without a step is ignored
     assert frame.shape == (5, 4) and set(frame["metric"]) == {"loss", "eval_loss", "rewards/accuracies"}
-    table = metrics_frame({"eval": {"vs_parent": WIN, "scorer": "rules"}, "dpo": {"loss": 0.512345}, "sft": {}})
-    assert table["what"].tolist() == ["sft", "dpo", "win-rate vs parent", "eval scorer"]
-    assert table["value"].tolist()[1:3] == ["loss 0.5123", "0.62 [0.41, 0.80] (n=24: 14 won, 2 tied, 8 lost)"]
+    table = metrics_frame({"eval": {"vs_parent": WIN, "scorer": "rules", "judge_vs_base": WIN | {"rate": 0.7}},
+                           "dpo": {"loss": 0.512345}, "sft": {}})
+    # the independent judge leads; the reward model's figure says it was trained on
+    assert table["what"].tolist() == ["sft", "dpo", "win-rate judge vs base (independent)",
+                                      "win-rate reward model vs parent (trained on it)", "eval scorer"]
+    assert table["value"].tolist()[1:4] == ["loss 0.5123", "0.70 [0.41, 0.80] (n=24: 14 won, 2 tied, 8 lost)",
+                                            "0.62 [0.41, 0.80] (n=24: 14 won, 2 tied, 8 lost)"]
 
 
 # ------------------------------------------------------------------------------------------- page
@@ -219,7 +223,8 @@ def test_model_versions_table_and_lineage(loaded):
     table = at.dataframe[0].value
     assert table["name"].tolist() == ["en-GB-leeds-r1", "base"]
     assert table["parent"].tolist() == ["base", ""] and table["region"].tolist() == ["en-GB-leeds", "all"]
-    assert table["win-rate vs parent"].tolist() == ["0.62 [0.41, 0.80]", ""]
+    assert table["reward model vs parent"].tolist() == ["0.62 [0.41, 0.80]", ""]
+    assert table["judge vs parent"].tolist() == ["", ""]  # evaluated before the judge existed: shown blank
     assert json.loads(at.json[0].value)["datasets"] == {"sft_train": "ab12"}
     at.selectbox(key="rounds_version").select("base").run()
     assert json.loads(at.json[0].value) == {"kind": "base"}

@@ -1,4 +1,8 @@
-"""DPO: TRL ``DPOTrainer`` on the policy's LoRA adapter; the reference is a frozen copy of the starting adapter."""
+"""DPO: TRL ``DPOTrainer`` on the policy's LoRA adapter; the reference is a frozen copy of the starting adapter.
+
+It trains on the pairs voted since the parent was published plus a replay sample of older ones, so a round does
+not push the parent's pairs further again with the reference reset (see ``align.rounds.snapshot_datasets``).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from align.stages import (
     too_few_pairs,
     train_metrics,
     train_with_resume,
+    write_result,
 )
 from align.stages.policy import load_trainable_policy
 
@@ -23,7 +28,11 @@ def run(inputs: StageInputs, callbacks: list) -> StageResult:
     from trl import DPOTrainer
 
     config = inputs.round_config()
-    train, val = read_jsonl(inputs.data_dir / "pref_train.jsonl"), read_jsonl(inputs.data_dir / "pref_val.jsonl")
+    # what is new since the parent plus a replay sample (align.rounds.snapshot_datasets), not every vote so far
+    train, val = read_jsonl(inputs.data_dir / "dpo_train.jsonl"), read_jsonl(inputs.data_dir / "pref_val.jsonl")
+    if not train:
+        return write_result(inputs, StageResult("dpo", adapter=inputs.adapter_in,
+                                                skipped="no new preference pairs since the parent"))
     skipped = too_few_pairs(inputs, config, len(train), adapter=inputs.adapter_in)
     if skipped:
         return skipped

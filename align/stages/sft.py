@@ -1,4 +1,7 @@
-"""SFT: TRL ``SFTTrainer`` with LoRA on gold examples and reviewer rewrites (prompt/completion, loss on completion)."""
+"""SFT: TRL ``SFTTrainer`` with LoRA on gold examples and reviewer rewrites (prompt/completion, loss on completion).
+
+A first round trains on every gold example; later ones on what is new since the parent plus a replay sample.
+"""
 
 from __future__ import annotations
 
@@ -26,7 +29,8 @@ def run(inputs: StageInputs, callbacks: list) -> StageResult:
     config = inputs.round_config()
     train, val = read_jsonl(inputs.data_dir / "sft_train.jsonl"), read_jsonl(inputs.data_dir / "sft_val.jsonl")
     if not train:
-        return write_result(inputs, StageResult("sft", adapter=inputs.adapter_in, skipped="no SFT examples"))
+        return write_result(inputs, StageResult("sft", adapter=inputs.adapter_in,
+                                                skipped="no new examples or rewrites since the parent"))
     model, tokenizer, peft_config = load_trainable_policy(inputs.base_model, inputs.adapter_in, config.lora())
     args, stop_callbacks = stage_args(inputs, config, len(train), bool(val))
     trainer = SFTTrainer(model=model, args=args, train_dataset=to_dataset(train, COLUMNS),
