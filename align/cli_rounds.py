@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from db.errors import ValidationError
+from db.errors import GeoAlignError, ValidationError
 
 
 def _engine():
@@ -24,25 +26,44 @@ def _engine():
     return engine()
 
 
+class _ExpectedFailure(logging.Filter):
+    """Drops the worker's traceback for a GeoAlignError: ``_run_now`` prints that error as one line instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], GeoAlignError))
+
+
 def _run_now(engine, job_id: int) -> int:
     """Claim the job just queued and run it in this process (heartbeat and cancel work as in a worker)."""
     from align.jobs import claim_job, default_worker_name, run_job
-    from align.rounds import win_rate_rows
+    from align.rounds import reward_model_text, win_rate_rows
     from db.models import Job
     from db.session import session_scope
 
     if not claim_job(engine, job_id, default_worker_name()):
         raise ValidationError(f"job {job_id} was claimed by a worker before this process could start it")
-    status = run_job(engine, job_id)
+    jobs_log, quiet = logging.getLogger("align.jobs"), _ExpectedFailure()
+    jobs_log.addFilter(quiet)
+    try:
+        status = run_job(engine, job_id)
+    finally:
+        jobs_log.removeFilter(quiet)
     with session_scope(engine) as session:
         job = session.get(Job, job_id)
         result = (job.progress or {}).get("result") or {}
+        if status.value == "succeeded" and result.get("reward_only"):
+            print(f"round done: published {result.get('version')}, a new reward model "
+                  f"(the policy is unchanged from {result.get('parent')})")
+            print(f"  reward model accuracy: {reward_model_text(result['stages'].get('reward') or {})}")
+            return 0
         if status.value == "succeeded":
             print(f"round done: published {result.get('version')}")
             for label, wr in win_rate_rows(result.get("eval") or {}):
                 print(f"  win-rate {label:38} {wr['rate']:.2f} [{wr['low']:.2f}, {wr['high']:.2f}] (n={wr['n']})")
             return 0
-        print(f"round {status.value}: {job.error or ''}")
+        # one line: the job's log keeps the traceback of an unexpected error
+        print(f"geoalign: error: round {status.value}: {job.error or ''} (log: `geoalign jobs show {job_id}`)",
+              file=sys.stderr)
         return 1
 
 
@@ -124,7 +145,7 @@ def cmd_round_list(args: argparse.Namespace) -> int:
 
 
 def cmd_round_show(args: argparse.Namespace) -> int:
-    from align.rounds import jobs_for
+    from align.rounds import jobs_for, reward_model_text
     from db.errors import NotFound
     from db.models import Round
     from db.session import session_scope
@@ -141,7 +162,13 @@ def cmd_round_show(args: argparse.Namespace) -> int:
             print(f"  error      {rnd.error}")
         if job:
             print(f"  job        {job.id} ({job.status.value}, worker {job.worker or '-'})")
-        for stage, metrics in (rnd.metrics or {}).items():
+        shown = rnd.metrics or {}
+        if shown.get("version"):
+            print(f"  published  {shown['version']}" + (" (a reward model only: the policy is unchanged)"
+                                                        if shown.get("reward_only") else ""))
+        if reward := reward_model_text(shown.get("reward") or {}):
+            print(f"  accuracy   {reward}")
+        for stage, metrics in shown.items():
             print(f"  {stage:10} {json.dumps(metrics, default=str)}")
     return 0
 
@@ -205,12 +232,14 @@ def add_round_commands(sub, add: Callable, formatter: type) -> None:
             "enabled stages on the parent version's LoRA adapter, evaluation on test prompts, atomic publish of "
             "the new version, and new pairs for reviewers. The config YAML has sections round, lora, sft, "
             "reward, dpo and rl mapped onto RoundSettings, LoraConfig and TRL's config classes; a wrong key or "
-            "value fails here, before anything is queued.")
+            "value fails here, before anything is queued. With --stages reward the round retrains the reward model "
+            "alone and publishes it as a version that keeps its parent's policy (no evaluation, no new pairs).")
     scope = p.add_mutually_exclusive_group(required=True)
     scope.add_argument("--region", help="region code: train on that region's data, publish a region version")
     scope.add_argument("--all", action="store_true", help="train on all regions")
     p.add_argument("--config", help="round config YAML (default: built-in defaults sized for the demo model)")
-    p.add_argument("--stages", help="comma-separated subset of sft,reward,dpo,rl (overrides the config)")
+    p.add_argument("--stages", help="comma-separated subset of sft,reward,dpo,rl (overrides the config); "
+                   "reward alone publishes a new reward model")
     p.add_argument("--rl-algorithm", choices=["grpo", "rloo"], help="online RL trainer (overrides the config)")
     p.add_argument("--now", action="store_true", help="run the round in this process instead of a worker")
     p = add(rnd, "resume", cmd_round_resume, "continue a failed or cancelled round from its last finished stage")

@@ -117,22 +117,26 @@ def ensure_base_model(settings: Settings, engine, epochs: float | None = None, p
 
 
 def first_pair_prompts(settings: Settings, per_region: int) -> dict[str, list[int]]:
-    """Train-split prompts for the first pairs: per region, spread over task types, in a stable order."""
+    """Prompts for the first pairs: per region, ``per_region`` train-split prompts spread over task types, plus a
+    quarter as many val-split ones, whose votes let the first round's reward model and DPO validate."""
     out: dict[str, list[int]] = {}
     with session_scope(get_engine(settings.database_url)) as session:
         for region in session.scalars(select(Region).order_by(Region.code)):
-            prompts = session.scalars(
-                select(Prompt).where(Prompt.region_id == region.id, Prompt.split == Split.train)
-                .order_by(Prompt.content_hash)
-            ).all()
-            by_task: dict[str, list[int]] = {}
-            for p in prompts:
-                by_task.setdefault(p.task_type.value, []).append(p.id)
             picked: list[int] = []
-            while len(picked) < per_region and any(by_task.values()):  # round-robin over task types
-                for ids in by_task.values():
-                    if ids and len(picked) < per_region:
-                        picked.append(ids.pop(0))
+            for split, wanted in ((Split.train, per_region), (Split.val, max(1, per_region // 4))):
+                prompts = session.scalars(
+                    select(Prompt).where(Prompt.region_id == region.id, Prompt.split == split)
+                    .order_by(Prompt.content_hash)
+                ).all()
+                by_task: dict[str, list[int]] = {}
+                for p in prompts:
+                    by_task.setdefault(p.task_type.value, []).append(p.id)
+                chosen: list[int] = []
+                while len(chosen) < wanted and any(by_task.values()):  # round-robin over task types
+                    for ids in by_task.values():
+                        if ids and len(chosen) < wanted:
+                            chosen.append(ids.pop(0))
+                picked += chosen
             out[region.code] = picked
     return out
 

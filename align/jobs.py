@@ -361,9 +361,10 @@ def run_job(engine: Engine, job_id: int, heartbeat_s: float = 2.0) -> JobStatus:
     except BaseException as exc:
         # KeyboardInterrupt/SystemExit too: the job must not stay "running" until the reaper finds it
         error = _one_line(exc)
-        logger.exception("job %s failed: %s", job_id, error)
+        expected = isinstance(exc, GeoAlignError)  # a user-ready error (bad config, no data) says all in one line
+        (logger.error if expected else logger.exception)("job %s failed: %s", job_id, error)
         _finish(engine, job_id, JobStatus.failed, error=error,
-                log_text=f"{_stamp(utcnow())} failed: {error}\n{traceback.format_exc()}",
+                log_text=f"{_stamp(utcnow())} failed: {error}" + ("" if expected else f"\n{traceback.format_exc()}"),
                 round_status=JobStatus.failed)
         if not isinstance(exc, Exception):
             raise

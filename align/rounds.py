@@ -9,6 +9,19 @@ of ``align.stages`` (SFT → reward model → DPO → online RL), each continuin
 evaluation on test-split prompts (win-rates vs parent and base with 95% CIs: by the independent judge first, then
 by the reward model and rules that training optimised) → publish the adapter
 atomically as a new ``ModelVersion`` with its lineage → new pairs (new vs parent, new vs base) for reviewers.
+
+Reward-only rounds (``--stages reward``, or a round whose policy stages were all skipped) retrain the reward model
+alone. They publish it as a version with stage "reward" that keeps its parent's adapter (the same policy, so
+generation and deployment of it serve the parent's policy), with the reward model's metrics and lineage; there is
+no evaluation and there are no new pairs, since no policy changed. The next round continues the newest *policy*
+version of its scope (its data "new since the parent" counts from that version), and starts from the newest
+reward model of its scope, which may be a reward-only version's. ``round.parent`` naming a reward-only version
+means its reward model and the policy it kept.
+
+What can be checked before anything trains is checked when the round is queued and again when it starts: a
+``lora:`` section that differs from the adapter a policy stage would continue (the first round fixes the LoRA
+shape), and stages that would certainly publish nothing (none at all, or only reward and DPO with fewer preference
+pairs than ``round.min_preference_pairs``; the pair count is checked at queue time only).
 """
 
 from __future__ import annotations
@@ -30,7 +43,7 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from align.config import STAGE_ORDER, RoundConfig, load_config
+from align.config import STAGE_ORDER, RoundConfig, check_lora_continues, load_config
 from align.jobs import UNFINISHED, Cancelled, JobContext, enqueue, register
 from align.registry import BASE_VERSION, ensure_base_version, get_version, list_versions
 from align.stages import StageCancelled, StageInputs, StageResult, read_result, run_stage
@@ -44,6 +57,7 @@ from db.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 POST_STAGES = ("eval", "publish")
+REWARD_ONLY = "reward"  # the stage of a version that only retrained the reward model (policy stages never are)
 ACTIVE = (JobStatus.queued, JobStatus.running)
 
 
@@ -68,8 +82,11 @@ def queue_round(session: Session, region: str | None, config: RoundConfig | None
         if region_row is None:
             known = ", ".join(session.scalars(select(Region.code).order_by(Region.code))) or "none"
             raise NotFound(f"unknown region {region!r}; known: {known}")
-    if config.settings.parent:
-        get_version(session, config.settings.parent)  # fail now, not in the worker
+    # fail now, not in the worker: an unknown parent, a lora section its adapter ignores, nothing to train
+    policy_parent, _ = round_parents(session, config, region_row.id if region_row else None)
+    if policy_parent is not None and policy_parent.adapter_path and _trains_policy(config):
+        check_lora_continues(config, policy_parent.adapter_path, policy_parent.name, policy_parent.base_model)
+    _check_something_trains(session, config, region)
     same_scope = Round.region_id == region_row.id if region_row else Round.region_id.is_(None)
     number = (session.scalar(select(func.max(Round.number)).where(same_scope)) or 0) + 1
     rnd = Round(number=number, region_id=region_row.id if region_row else None, status=JobStatus.queued,
@@ -80,6 +97,40 @@ def queue_round(session: Session, region: str | None, config: RoundConfig | None
     session.add(AuditEvent(user_id=user_id, action="round.queue", entity="round", entity_id=rnd.id,
                            details={"region": scope_name(region), "stages": config.settings.stages, "job": job.id}))
     return rnd, job
+
+
+def _trains_policy(config: RoundConfig) -> bool:
+    """Whether the round has a policy stage (only those read the lora section)."""
+    return any(s != "reward" for s in config.settings.stages)
+
+
+def _check_something_trains(session: Session, config: RoundConfig, region: str | None) -> None:
+    """Refuse a round whose stages all need more preference pairs than the scope has (reward and DPO alone)."""
+    stages, minimum = config.settings.stages, config.settings.min_preference_pairs
+    if not set(stages) <= {"reward", "dpo"}:
+        return
+    # the train split's pairs bound what either stage gets (DPO trains on a subset of them); the format is irrelevant
+    train = DatasetFilter(splits=("train",), regions=(region,) if region else None)
+    n = len(preference_rows(session, train, "text")[0])
+    if n < minimum:
+        raise ValidationError(f"round.stages {stages} would publish nothing: {n} preference pairs in the train split "
+                              f"of {scope_name(region)}, fewer than round.min_preference_pairs ({minimum})")
+
+
+def round_parents(session: Session, config: RoundConfig, region_id: int | None,
+                  base: ModelVersion | None = None) -> tuple[ModelVersion | None, ModelVersion | None]:
+    """(the policy the round continues, the version whose reward model it starts from); ``base`` when none.
+
+    ``round.parent`` names both, except that a reward-only version's policy is the one it kept. Otherwise the newest
+    policy version of the scope and the newest version of any kind (a reward-only one has the newest reward model).
+    """
+    if config.settings.parent:
+        chosen = get_version(session, config.settings.parent)
+        policy = chosen
+        while policy.stage == REWARD_ONLY and policy.parent is not None:
+            policy = policy.parent
+        return policy, chosen
+    return latest_version(session, region_id, policy=True) or base, latest_version(session, region_id) or base
 
 
 def queue_resume(session: Session, round_id: int, user_id: int | None = None) -> Job:
@@ -140,7 +191,7 @@ class _Plan:
     base_model: str
     parent_name: str
     parent_adapter: str | None
-    parent_reward_model: str | None
+    parent_reward_model: str | None  # the newest of the scope, maybe a reward-only version's (round_parents)
     completed: list[str]
     region_rules: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     prompt_format: str = "text"  # conversational when the base model's tokenizer has a chat template
@@ -155,6 +206,8 @@ def run_round(engine: Engine, round_id: int, ctx: JobContext | None = None, prog
     plan = _start(engine, round_id, settings)
     workdir = round_dir(settings, round_id)
     try:
+        if plan.parent_adapter and _trains_policy(plan.config):  # as at queue time: the parent may have changed
+            check_lora_continues(plan.config, plan.parent_adapter, plan.parent_name, plan.base_model)
         manifest = snapshot_datasets(engine, plan, workdir)
         report.log(f"round {round_id}: datasets {json.dumps(manifest['counts'])}")
         adapter, reward_model = plan.parent_adapter, plan.parent_reward_model
@@ -176,22 +229,31 @@ def run_round(engine: Engine, round_id: int, ctx: JobContext | None = None, prog
             adapter = result.adapter or adapter
             reward_model = result.reward_model or reward_model
             stage_metrics[stage] = result.metrics | ({"skipped": result.skipped} if result.skipped else {})
-        trained = [s for s in plan.config.settings.stages if s != "reward" and not stage_metrics[s].get("skipped")]
+        trained = [s for s in plan.config.settings.stages if not stage_metrics[s].get("skipped")]
         if not trained:
-            raise ValidationError("no policy stage trained (all were switched off or skipped): nothing to publish")
-        report.progress(stage="eval", step=0, total=None)
-        from align.evaluation import evaluate_round
+            reasons = "; ".join(f"{s}: {stage_metrics[s]['skipped']}" for s in plan.config.settings.stages)
+            raise ValidationError(f"no stage trained, nothing to publish ({reasons})")
+        policy_trained = [s for s in trained if s != "reward"]
+        evaluation = None  # a reward-only round changed no policy: nothing to evaluate or to pair
+        if policy_trained:
+            report.progress(stage="eval", step=0, total=None)
+            from align.evaluation import evaluate_round
 
-        started = time.monotonic()
-        evaluation = evaluate_round(engine, plan, workdir, adapter, reward_model, report)
-        evaluation["win_rates"]["wall_s"] = round(time.monotonic() - started, 2)
+            started = time.monotonic()
+            evaluation = evaluate_round(engine, plan, workdir, adapter, reward_model, report)
+            evaluation["win_rates"]["wall_s"] = round(time.monotonic() - started, 2)
         started = time.monotonic()
         report.progress(stage="publish", step=0, total=None)
-        version = publish(engine, plan, settings, adapter, reward_model, trained[-1], manifest, stage_metrics,
-                          evaluation)
-        report.log(f"published {version}: {json.dumps(evaluation['win_rates'])}")
+        version = publish(engine, plan, settings, adapter if policy_trained else None, reward_model,
+                          policy_trained[-1] if policy_trained else REWARD_ONLY, manifest, stage_metrics, evaluation)
         publish_s = round(time.monotonic() - started, 2)
         report.progress(stage="done", step=1, total=1)
+        if evaluation is None:
+            report.log(f"published {version}: reward model only, policy unchanged from {plan.parent_name}; "
+                       + reward_model_text(stage_metrics["reward"]))
+            return {"version": version, "stages": stage_metrics, "reward_only": True, "parent": plan.parent_name,
+                    "publish_s": publish_s}
+        report.log(f"published {version}: {json.dumps(evaluation['win_rates'])}")
         return {"version": version, "stages": stage_metrics, "eval": evaluation["win_rates"], "publish_s": publish_s}
     except (Cancelled, StageCancelled) as exc:
         _finish(engine, round_id, JobStatus.cancelled, str(exc))
@@ -211,15 +273,14 @@ def _start(engine: Engine, round_id: int, settings: Settings) -> _Plan:
         config = load_config(rnd.config)
         region = session.get(Region, rnd.region_id) if rnd.region_id else None
         base = ensure_base_version(session, settings.base_model)
-        parent = get_version(session, config.settings.parent) if config.settings.parent else \
-            latest_version(session, rnd.region_id) or base
+        parent, rewarded = round_parents(session, config, rnd.region_id, base)
         rnd.status, rnd.started_at, rnd.error = JobStatus.running, rnd.started_at or utcnow(), None
         regions = [region] if region else list(session.scalars(select(Region)))
         from align.sampling import prompt_format_of
 
         return _Plan(round_id=rnd.id, number=rnd.number, region=region.code if region else None, config=config,
                      base_model=base.base_model, parent_name=parent.name, parent_adapter=parent.adapter_path,
-                     parent_reward_model=(parent.lineage or {}).get("reward_model"),
+                     parent_reward_model=(rewarded.lineage or {}).get("reward_model"),
                      completed=list(rnd.completed_stages),
                      region_rules={r.code: {"local_terms": list(r.local_terms or []),
                                             "avoid_terms": list(r.avoid_terms or [])} for r in regions},
@@ -227,11 +288,13 @@ def _start(engine: Engine, round_id: int, settings: Settings) -> _Plan:
                      parent_published_at=parent.created_at if parent.adapter_path else None)
 
 
-def latest_version(session: Session, region_id: int | None) -> ModelVersion | None:
-    """The newest published version trained for this scope (a region, or all regions for None)."""
+def latest_version(session: Session, region_id: int | None, policy: bool = False) -> ModelVersion | None:
+    """The newest published version trained for this scope (a region, or all regions for None); with ``policy``,
+    the newest that trained the policy (not a reward-only version)."""
     scope = ModelVersion.region_id == region_id if region_id else ModelVersion.region_id.is_(None)
+    kind = [ModelVersion.stage != REWARD_ONLY] if policy else []
     return session.scalar(select(ModelVersion).where(scope, ModelVersion.name != BASE_VERSION,
-                                                     ModelVersion.status == "ready")
+                                                     ModelVersion.status == "ready", *kind)
                           .order_by(ModelVersion.id.desc()).limit(1))
 
 
@@ -392,22 +455,26 @@ def version_name(plan: _Plan) -> str:
     return f"{scope_name(plan.region)}-r{plan.number}"
 
 
-def publish(engine: Engine, plan: _Plan, settings: Settings, adapter: str, reward_model: str | None,
-            last_stage: str, manifest: dict, stage_metrics: dict, evaluation: dict) -> str:
+def publish(engine: Engine, plan: _Plan, settings: Settings, adapter: str | None, reward_model: str | None,
+            last_stage: str, manifest: dict, stage_metrics: dict, evaluation: dict | None) -> str:
     """Copy the adapter into place atomically, then commit the version, its samples and new pairs in one transaction.
 
     The directory is complete before its rename and the database row is committed last, so a crash at any
     point leaves either no version or a complete one; a leftover directory without a row is never listed.
+    A reward-only round (``adapter`` and ``evaluation`` None) publishes its reward model under the parent's adapter,
+    with neither samples nor pairs.
     """
     from align.evaluation import store_samples_and_pairs
 
     name = version_name(plan)
+    reward_only = evaluation is None
     dest = settings.adapters_dir / name
-    tmp = settings.adapters_dir / f".{name}.tmp"
-    settings.adapters_dir.mkdir(parents=True, exist_ok=True)
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    shutil.copytree(adapter, tmp)
+    if not reward_only:
+        tmp = settings.adapters_dir / f".{name}.tmp"
+        settings.adapters_dir.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        shutil.copytree(adapter, tmp)
     rm_dest = None
     if reward_model:
         rm_dest = settings.home / "reward_models" / name
@@ -418,33 +485,41 @@ def publish(engine: Engine, plan: _Plan, settings: Settings, adapter: str, rewar
             shutil.copytree(reward_model, rm_tmp)
             shutil.rmtree(rm_dest, ignore_errors=True)
             os.replace(rm_tmp, rm_dest)
-    if dest.exists():  # left by a crash after the rename but before the commit: no row points at it
-        shutil.rmtree(dest)
-    os.replace(tmp, dest)
+    if not reward_only:
+        if dest.exists():  # left by a crash after the rename but before the commit: no row points at it
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
     try:
         with session_scope(engine) as session:
             parent = get_version(session, plan.parent_name)
             base = get_version(session, BASE_VERSION)
             rnd = session.get(Round, plan.round_id)
             version = ModelVersion(
-                name=name, base_model=plan.base_model, adapter_path=str(dest), parent_id=parent.id,
-                round_id=plan.round_id, region_id=rnd.region_id, stage=last_stage,
-                metrics={"stages": stage_metrics, "eval": evaluation["win_rates"]},
+                name=name, base_model=plan.base_model, adapter_path=plan.parent_adapter if reward_only else str(dest),
+                parent_id=parent.id, round_id=plan.round_id, region_id=rnd.region_id, stage=last_stage,
+                metrics={"stages": stage_metrics} | ({} if reward_only else {"eval": evaluation["win_rates"]}),
                 lineage={"parent": parent.name, "round": plan.round_id, "round_number": plan.number,
                          "region": scope_name(plan.region), "datasets": manifest["sha256"],
                          "counts": manifest["counts"], "votes": manifest["votes"],
                          "newest_round": manifest["newest_round"], "config": plan.config.to_dict(),
-                         "reward_model": str(rm_dest) if rm_dest else None})
+                         "reward_model": str(rm_dest) if rm_dest else None, "reward_only": reward_only})
             session.add(version)
             session.flush()
-            pairs = store_samples_and_pairs(session, evaluation, version, parent, base, plan)
             rnd.status, rnd.finished_at = JobStatus.succeeded, utcnow()
-            rnd.completed_stages = [*dict.fromkeys([*rnd.completed_stages, *POST_STAGES])]
-            rnd.metrics = {**rnd.metrics, "eval": evaluation["win_rates"], "version": name, "new_pairs": pairs}
+            if reward_only:
+                pairs: dict[str, int] = {}
+                rnd.completed_stages = [*dict.fromkeys([*rnd.completed_stages, "publish"])]
+                rnd.metrics = {**rnd.metrics, "version": name, "reward_only": True}
+            else:
+                pairs = store_samples_and_pairs(session, evaluation, version, parent, base, plan)
+                rnd.completed_stages = [*dict.fromkeys([*rnd.completed_stages, *POST_STAGES])]
+                rnd.metrics = {**rnd.metrics, "eval": evaluation["win_rates"], "version": name, "new_pairs": pairs}
             session.add(AuditEvent(action="version.publish", entity="model_version", entity_id=version.id,
-                                   details={"round": plan.round_id, "parent": parent.name, "pairs": pairs}))
+                                   details={"round": plan.round_id, "parent": parent.name, "pairs": pairs,
+                                            "reward_only": reward_only}))
     except BaseException:
-        shutil.rmtree(dest, ignore_errors=True)
+        if not reward_only:  # a reward-only version's adapter is its parent's: never remove it
+            shutil.rmtree(dest, ignore_errors=True)
         raise
     return name
 
@@ -455,6 +530,25 @@ def round_summary(rnd: Round, job: Job | None = None) -> dict[str, Any]:
             "completed_stages": list(rnd.completed_stages), "stages": rnd.config.get("round", {}).get("stages"),
             "metrics": rnd.metrics, "error": rnd.error, "created_at": rnd.created_at,
             "job": asdict_job(job) if job else None}
+
+
+def reward_model_text(metrics: dict[str, Any]) -> str:
+    """A reward stage's accuracies in one line, e.g. ``validation 0.80 (10 pairs) · newest votes 0.75 (6 pairs) ·
+    train sample 0.92 (40 of 40 pairs)``; ``""`` when the stage measured none."""
+    def rate(value: Any) -> str:
+        return f"{value:.2f}" if isinstance(value, int | float) else "-"
+
+    parts = []
+    if "val_accuracy" in metrics:
+        parts.append(f"validation {rate(metrics['val_accuracy'])} ({metrics.get('val_pairs', '?')} pairs)")
+    if "newest_accuracy" in metrics:
+        previous = metrics.get("newest_accuracy_previous_model")
+        parts.append(f"newest votes {rate(metrics['newest_accuracy'])} ({metrics.get('newest_pairs', '?')} pairs"
+                     + (f"; previous model {rate(previous)})" if previous is not None else ")"))
+    if "train_sample_accuracy" in metrics:
+        parts.append(f"train sample {rate(metrics['train_sample_accuracy'])} "
+                     f"({metrics.get('train_sample_pairs', '?')} of {metrics.get('train_pairs', '?')} pairs)")
+    return " · ".join(parts)
 
 
 def asdict_job(job: Job) -> dict[str, Any]:
@@ -531,7 +625,8 @@ WIN_RATE_LABELS = {
 
 def win_rate_rows(evaluation: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """An evaluation's win-rates as (label, rate) in display order: the independent judge leads."""
-    known = [(label, evaluation[key]) for key, label in WIN_RATE_LABELS.items() if isinstance(evaluation.get(key), dict)]
+    known = [(label, evaluation[key]) for key, label in WIN_RATE_LABELS.items()
+             if isinstance(evaluation.get(key), dict)]
     other = [(key.replace("_", " "), value) for key, value in evaluation.items()
              if key not in WIN_RATE_LABELS and isinstance(value, dict) and "rate" in value]
     return known + other

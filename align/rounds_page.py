@@ -24,6 +24,7 @@ from align.rounds import (
     has_active_round,
     queue_resume,
     queue_round,
+    reward_model_text,
     rounds_view,
     scope_name,
     versions_view,
@@ -37,7 +38,6 @@ from db.errors import AuthError, ConfigError, GeoAlignError, PermissionDenied
 from db.session import session_scope
 
 ROUNDS_ROLES = ("engineer", "admin")
-POLICY_STAGES = ("sft", "dpo", "rl")  # the reward model alone changes no policy, so a round needs one of these
 ROUNDS_SHOWN = 20  # newest rounds listed; older ones stay in the database and `geoalign jobs list`
 LOG_LINES = 40  # enough to see the last stage's messages and a traceback's end
 REFRESH_S = 5  # auto-refresh while a round is queued or running: a live loss curve, a light load on the database
@@ -63,8 +63,8 @@ def build_config(text: str, stages: list[str], rl_algorithm: str) -> RoundConfig
     data = data or {}
     if not isinstance(data, dict):
         raise ConfigError("the extra config must be a YAML mapping with the sections " + ", ".join(SECTIONS))
-    if not any(s in POLICY_STAGES for s in stages):
-        raise ConfigError("pick at least one of SFT, DPO or online RL: a round must train the policy to publish it")
+    if not stages:
+        raise ConfigError("pick at least one stage (the reward model alone publishes a new reward model)")
     section = data.get("round") or {}
     if isinstance(section, dict):  # anything else is left for load_config to name
         data = {**data, "round": {**section, "stages": list(stages), "rl_algorithm": rl_algorithm}}
@@ -96,6 +96,17 @@ def metrics_frame(metrics: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["what", "value"])
 
 
+def published_text(metrics: dict[str, Any]) -> str:
+    """What a finished round published, for its card: the new pairs, or a reward-only round's accuracies."""
+    if metrics.get("reward_only"):
+        accuracy = reward_model_text(metrics.get("reward") or {})
+        return f"Published **{metrics['version']}**: a new reward model, the policy unchanged" \
+            + (f" · accuracy {accuracy}" if accuracy else "")
+    pairs = metrics.get("new_pairs") or {}
+    made = sum(pairs.values()) if isinstance(pairs, dict) else pairs
+    return f"Published **{metrics['version']}** · {made} new pairs for reviewers"
+
+
 def history_frame(history: list[dict[str, Any]]) -> pd.DataFrame:
     """progress["history"] in long form, shape (points × metrics, 4): columns stage, step, metric, value."""
     rows = [{"stage": point.get("stage", "?"), "step": point["step"], "metric": key, "value": float(value)}
@@ -121,9 +132,15 @@ def loss_chart(frame: pd.DataFrame) -> alt.FacetChart:
 
 
 def stage_line(stages: list[str], completed: list[str], current: str | None) -> str:
-    """The round's stages with ticks: ``✅ sft → 🔄 dpo → ▫️ rl → ▫️ eval → ▫️ publish``."""
+    """The round's stages with ticks: ``✅ sft → 🔄 dpo → ▫️ rl → ▫️ eval → ▫️ publish``.
+
+    A reward-only round has no evaluation (no policy changed): ``✅ reward → ▫️ publish``; nor has a round that
+    published without one because its policy stages were all skipped.
+    """
+    reward_only = stages == ["reward"] or ("publish" in completed and "eval" not in completed)
+    post = tuple(s for s in POST_STAGES if s != "eval") if reward_only else POST_STAGES
     marks = []
-    for stage in [*stages, *POST_STAGES]:
+    for stage in [*stages, *post]:
         icon = "✅" if stage in completed else "🔄" if stage == current else "▫️"
         marks.append(f"{icon} {stage}")
     return " → ".join(marks)
@@ -247,9 +264,7 @@ def _round_card(row: dict[str, Any]) -> None:
         if row["error"]:
             st.error(row["error"])
         if row["metrics"].get("version"):
-            pairs = row["metrics"].get("new_pairs") or {}
-            made = sum(pairs.values()) if isinstance(pairs, dict) else pairs
-            st.caption(f"Published **{row['metrics']['version']}** · {made} new pairs for reviewers")
+            st.caption(published_text(row["metrics"]))
         frame = history_frame(progress.get("history") or [])
         if not frame.empty:
             with st.expander("Training curves", expanded=job_status == "running"):

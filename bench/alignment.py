@@ -39,7 +39,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--home", help="GEOALIGN_HOME to use (default: a new temporary one)")
     parser.add_argument("--regions", nargs="+", default=list(REGIONS), help="region codes (default: %(default)s)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds per region (default 3)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per region (default 3; 0: only the judge's "
+                        "agreement with gold)")
     parser.add_argument("--seeds", type=int, default=4, help="samples per test brief and version (default 4)")
     parser.add_argument("--config", help="round config YAML (default: built-in defaults)")
     parser.add_argument("--examples", type=int, default=2, help="test briefs per region to print verbatim")
@@ -68,6 +69,8 @@ def main() -> int:
 
     bench = Bench(engine, settings, judge, args.regions, args.seeds, config.settings.max_new_tokens)
     bench.print_agreement()
+    if args.rounds == 0:
+        return 0
     print(f"\n{'round':>5} {'region':18} {'votes':>5} {'judge vs base':>20} {'judge vs parent':>20} "
           f"{'RM newest acc':>13} {'RM val acc':>10} {'minutes':>7}")
     pooled: dict[int, list[np.ndarray]] = {}
@@ -139,7 +142,9 @@ class Bench:
         a = agreement(self.judge, gold, base)
         print(f"judge agreement on test-split gold: prefers a region's gold over another region's gold for the same "
               f"task {a['gold_vs_other_regions']:.2f} (n={a['gold_vs_other_regions_n']}); over the base model's "
-              f"output for the same brief {a['gold_vs_base']:.2f} (n={a['gold_vs_base_n']})")
+              f"output for the same brief {a['gold_vs_base']:.2f} (n={a['gold_vs_base_n']}); ranks other regions' "
+              f"gold above the base model's output {a['other_regions_gold_vs_base']:.2f} "
+              f"(n={a['other_regions_gold_vs_base_n']}, lower is better)")
 
     def vote(self, region: str) -> int:
         """The region's simulated reviewer votes on all its queued pairs, by the judge's taste."""

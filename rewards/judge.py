@@ -13,7 +13,8 @@ References are gold examples written by local copywriters for *validation-split*
   simulated reviewer is a best case for how fast votes turn into a reward, not a stand-in for people.
 
 ``agreement`` measures how far the judge can be trusted: how often it prefers a region's held-out (test-split)
-gold copy over another region's gold copy for the same task, and over the base model's output for the same brief.
+gold copy over another region's gold copy for the same task, and over the base model's output for the same brief;
+and how often another region's gold copy fools it into ranking it above the base model's output for this region.
 
     judge = LocalityJudge({"en-GB-manchester": [...], "en-US-austin": [...]})
     judge.score(["Proper mint, our kid"], ["en-GB-manchester"])   # one score per text; higher is more local
@@ -80,7 +81,8 @@ class LocalityJudge:
 
 
 def agreement(judge: LocalityJudge, gold: Sequence[dict], base_outputs: Mapping[int, str] | None = None) -> dict:
-    """How often the judge prefers held-out local gold: over other regions' gold, and over the base model's output.
+    """How often the judge prefers held-out local gold over other regions' gold and over the base model's output,
+    and how often other regions' gold beats the base model's output for a region (lower is better).
 
     ``gold`` rows have ``region``, ``task_type``, ``text`` and ``prompt_id`` (test-split gold, never a reference);
     ``base_outputs`` maps prompt ids to the base model's text for that brief. Returns shares with their counts.
@@ -106,4 +108,12 @@ def agreement(judge: LocalityJudge, gold: Sequence[dict], base_outputs: Mapping[
         base = judge.score([base_outputs[r["prompt_id"]] for r in rows], [r["region"] for r in rows])
         beats = sum(own_scores[id(r)] > b for r, b in zip(rows, base, strict=True))
         out |= {"gold_vs_base": round(beats / len(rows), 4) if rows else None, "gold_vs_base_n": len(rows)}
+        # can copy from elsewhere fool it? other regions' gold, judged for this region, against the base's output
+        fooled = n = 0
+        for row, b in zip(rows, base, strict=True):
+            foreign = [o for o in gold if o["region"] != row["region"] and o["task_type"] == row["task_type"]]
+            if foreign:
+                fooled += sum(f > b for f in judge.score([o["text"] for o in foreign], [row["region"]] * len(foreign)))
+                n += len(foreign)
+        out |= {"other_regions_gold_vs_base": round(fooled / n, 4) if n else None, "other_regions_gold_vs_base_n": n}
     return out

@@ -46,6 +46,9 @@ def test_round_queue_list_show_cancel(migrated, tmp_path, capsys):
 @pytest.mark.parametrize("args, message", [
     (["round", "start", "--region", "en-GB-leeds", "--stages", "sft,ppo"], "unknown stage(s) ['ppo']"),
     (["round", "start", "--region", "xx-nowhere"], "unknown region 'xx-nowhere'"),
+    (["round", "start", "--region", "en-GB-leeds", "--stages", ","], "round.stages is empty"),
+    (["round", "start", "--region", "en-GB-leeds", "--stages", "reward,dpo"],
+     "round.stages ['reward', 'dpo'] would publish nothing: 0 preference pairs in the train split of en-GB-leeds"),
     (["round", "show", "99"], "round 99 does not exist"),
     (["round", "resume", "99"], "round 99 does not exist"),
     (["votes", "simulate", "--region", "xx-nowhere"], "unknown region(s) ['xx-nowhere']"),
@@ -54,6 +57,23 @@ def test_round_errors_are_one_line(migrated, args, message, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("geoalign: error: ") and message in err and len(err.strip().splitlines()) == 1
+    with session_scope(migrated) as s:
+        assert s.scalar(select(func.count()).select_from(Round)) == 0  # refused before anything was queued
+
+
+def test_round_show_prints_a_reward_only_rounds_accuracies(migrated, capsys):
+    reward = {"steps": 30, "train_pairs": 40, "val_pairs": 10, "newest_pairs": 6, "val_accuracy": 0.8,
+              "val_accuracy_from": "one evaluation after training", "newest_accuracy": 0.75,
+              "newest_accuracy_previous_model": 0.5, "train_sample_accuracy": 0.925, "train_sample_pairs": 40}
+    with session_scope(migrated) as s:
+        s.add(Round(number=1, status=JobStatus.succeeded, config={"round": {"stages": ["reward"]}},
+                    completed_stages=["reward", "publish"],
+                    metrics={"reward": reward, "version": "all-r1", "reward_only": True}))
+    assert main(["round", "show", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "published  all-r1 (a reward model only: the policy is unchanged)" in out
+    assert ("accuracy   validation 0.80 (10 pairs) · newest votes 0.75 (6 pairs; previous model 0.50) · "
+            "train sample 0.93 (40 of 40 pairs)") in out
 
 
 def test_bad_config_file_is_named(migrated, tmp_path, capsys):

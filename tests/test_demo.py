@@ -38,11 +38,13 @@ def test_demo_twice_leaves_the_same_rows(settings, monkeypatch):
         assert verify_password(admin.password_hash, first.credentials["admin"])
         manc = s.scalar(select(User).where(User.username == "reviewer-manchester"))
         assert [r.code for r in manc.regions] == ["en-GB-manchester"]
-        # every pair: two base samples of one train prompt, in that prompt's region
+        # every pair: two base samples of one train prompt (or a val prompt, for validation votes), in its region
+        splits = []
         for pair in s.scalars(select(Pair)):
-            assert pair.model_a_id == pair.model_b_id
-            assert pair.prompt.split.value == "train" and pair.region_id == pair.prompt.region_id
-        assert s.scalar(select(func.count()).select_from(Generation)) == 6 * 3 * 2
+            assert pair.model_a_id == pair.model_b_id and pair.region_id == pair.prompt.region_id
+            splits.append(pair.prompt.split.value)
+        assert set(splits) == {"train", "val"} and splits.count("val") <= 6
+        assert s.scalar(select(func.count()).select_from(Generation)) == 6 * (3 + 1) * 2
         assert s.scalar(select(func.count()).select_from(Example)) == first.examples_created
         assert s.scalar(select(func.count()).select_from(Prompt)) >= 6 * 60
 

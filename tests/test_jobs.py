@@ -164,6 +164,23 @@ def test_failing_handler_fails_the_job_and_its_round(engine):
     assert rnd.status is JobStatus.failed and rnd.finished_at is not None
 
 
+def test_an_expected_error_fails_the_job_in_one_line(engine, caplog):
+    @register("test_no_data")
+    def no_data(ctx: JobContext) -> dict:
+        raise ValidationError("no stage trained, nothing to publish")
+
+    try:
+        with session_scope(engine) as s:
+            job_id = enqueue(s, "test_no_data", {}).id
+        assert run_worker(engine, name="t1", once=True, heartbeat_s=0.05) == 1
+    finally:
+        HANDLERS.pop("test_no_data", None)
+    job = job_row(engine, job_id)
+    assert job.status is JobStatus.failed and job.error == "ValidationError: no stage trained, nothing to publish"
+    assert "Traceback" not in job.log and "Traceback" not in caplog.text
+    assert "failed: ValidationError: no stage trained" in job.log
+
+
 def test_run_job_refuses_an_unclaimed_job(engine):
     (job_id,) = add_jobs(engine, 1)
     with pytest.raises(ValidationError, match="claim it"):

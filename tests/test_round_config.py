@@ -1,10 +1,12 @@
 """Round configs map onto TRL's and PEFT's dataclasses; wrong keys and values fail before anything is queued."""
 
+import json
+
 import pytest
 from peft import LoraConfig
 from trl import DPOConfig, GRPOConfig, RewardConfig, RLOOConfig, SFTConfig
 
-from align.config import STAGE_ORDER, load_config
+from align.config import STAGE_ORDER, check_lora_continues, load_config
 from db.errors import ConfigError
 
 
@@ -36,6 +38,7 @@ def test_yaml_file_overrides_and_rloo(tmp_path):
     ("dpo: {num_train_epochs: true}", "dpo.num_train_epochs"),
     ("lora: {r: eight}", "lora.r: expected int"),
     ("round: {stages: [sft, ppo]}", "unknown stage(s) ['ppo']"),
+    ("round: {stages: []}", "round.stages is empty: a round publishes nothing"),
     ("round: {rl_algorithm: ppo}", "round.rl_algorithm"),
     ("round: {eval_prompts: 0}", "round.eval_prompts must be positive"),
     ("training: {x: 1}", "unknown section(s) ['training']"),
@@ -59,3 +62,22 @@ def test_early_stopping_only_where_it_could_stop():
     overrides, callbacks = early_stopping(config, has_eval=True, steps_per_epoch=8, total_steps=24)
     assert overrides["eval_strategy"] == "steps" and overrides["eval_steps"] == 4 and len(callbacks) == 1
     assert overrides["load_best_model_at_end"] is True
+
+
+def test_a_lora_section_must_match_the_adapter_it_continues(tmp_path):
+    """A round continuing an adapter cannot change its LoRA shape; only keys written in the section are compared."""
+    saved = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.0, "target_modules": ["v_proj", "q_proj"], "bias": "none"}
+    (tmp_path / "adapter_config.json").write_text(json.dumps(saved))
+
+    def check(lora: dict | None) -> None:
+        check_lora_continues(load_config({"lora": lora} if lora is not None else None), tmp_path, "r1", "unused")
+
+    check(None)  # no section: the parent's shape is simply kept
+    check({"r": 16, "target_modules": ["q_proj", "v_proj"], "lora_dropout": 0})  # the same, written differently
+    check({"init_lora_weights": "gaussian"})  # not a shape key
+    with pytest.raises(ConfigError) as info:
+        check({"r": 8, "lora_alpha": 32, "target_modules": ["q_proj"]})
+    message = str(info.value)
+    assert message.startswith("lora: r 8 (parent: 16); target_modules ['q_proj'] (parent: ['q_proj', 'v_proj'])")
+    assert "lora_alpha" not in message and "r1's adapter" in message and "round.parent: base" in message
+    check_lora_continues(load_config({"lora": {"r": 8}}), tmp_path / "missing", "r1", "unused")  # no adapter config

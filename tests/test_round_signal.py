@@ -46,6 +46,7 @@ def test_agreement_counts_gold_against_other_regions_and_base(judge):
     a = agreement(judge, gold, {1: "Our products are great. Buy now and save.", 2: "Buy now and save big today."})
     assert a["gold_vs_other_regions_n"] == 2 and a["gold_vs_other_regions"] == 1.0
     assert a["gold_vs_base_n"] == 2 and a["gold_vs_base"] == 1.0
+    assert a["other_regions_gold_vs_base_n"] == 2 and a["other_regions_gold_vs_base"] <= 0.5
     assert agreement(judge, gold[:1])["gold_vs_other_regions"] is None  # no other region for the task
 
 

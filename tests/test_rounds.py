@@ -1,7 +1,8 @@
 """A whole round on the tiny model: datasets, SFT → reward → DPO → GRPO, evaluation, atomic publish, new pairs.
 
 Runs on SQLite and PostgreSQL. The votes come from simulated reviewers (collect/simulate.py) so the reward and
-DPO stages have data; a worker killed with SIGKILL mid-stage is reaped and the round resumes to the end.
+DPO stages have data; a worker killed with SIGKILL mid-stage is reaped and the round resumes to the end. A reward-only
+round publishes its reward model; a lora section that the parent's adapter would ignore is refused.
 """
 
 from __future__ import annotations
@@ -17,17 +18,18 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from align.cli import main
 from align.config import load_config
 from align.demo import DEMO_DATA
 from align.jobs import claim_job, reap_stale, run_job
 from align.registry import ensure_base_version
-from align.rounds import queue_resume, queue_round, round_dir
+from align.rounds import queue_resume, queue_round, round_dir, round_parents
 from align.sampling import DecodingParams, generate_candidates
 from collect.ingest import import_examples, import_regions
 from collect.pairing import make_pairs
 from collect.simulate import simulate_all_regions
 from collect.tags import ensure_default_tags
-from db.errors import NotFound, ValidationError
+from db.errors import ConfigError, NotFound, ValidationError
 from db.models import Job, JobStatus, ModelVersion, Pair, Prompt, Region, Round, Split
 from db.session import session_scope
 from db.settings import Settings
@@ -88,7 +90,9 @@ def test_full_round_publishes_a_version_and_new_pairs(round_env, monkeypatch):
         assert rnd.completed_stages == ["sft", "reward", "dpo", "rl", "eval", "publish"]
         for stage in ("sft", "reward", "dpo", "rl"):
             assert rnd.metrics[stage]["steps"] > 0 and "skipped" not in rnd.metrics[stage], stage
-        assert rnd.metrics["reward"]["train_accuracy"] is not None
+        reward = rnd.metrics["reward"]
+        assert reward["train_sample_accuracy"] is not None and reward["train_sample_pairs"] == reward["train_pairs"]
+        assert reward["val_accuracy"] is not None and reward["val_accuracy_from"]  # the trainer's own evaluation
         assert {p["stage"] for p in job.progress["history"]} >= {"sft", "reward", "dpo", "rl"}
 
         version = s.scalar(select(ModelVersion).where(ModelVersion.round_id == round_id))
@@ -123,7 +127,7 @@ def test_full_round_publishes_a_version_and_new_pairs(round_env, monkeypatch):
     # the next round continues from this version, on the votes cast on its pairs
     with session_scope(engine) as s:
         assert sum(simulate_all_regions(s).values()) > 0
-    round2, job2 = _queue(engine, FAST | {"round": FAST["round"] | {"stages": ["dpo"]}})
+    round2, job2 = _queue(engine, FAST | {"round": FAST["round"] | {"stages": ["dpo"], "min_preference_pairs": 1}})
     assert claim_job(engine, job2, "test") and run_job(engine, job2) == JobStatus.succeeded
     with session_scope(engine) as s:
         v2 = s.scalar(select(ModelVersion).where(ModelVersion.round_id == round2))
@@ -166,7 +170,8 @@ def test_a_chat_model_trains_every_stage_on_conversational_rows(round_env, monke
 
 
 @pytest.mark.parametrize("round_env", ["sqlite"], indirect=True)
-def test_queue_errors_and_nothing_to_publish(round_env, monkeypatch):
+def test_queue_errors_and_a_reward_only_round(round_env, monkeypatch, capsys):
+    """``round start --stages reward --now`` publishes the reward model as a version that keeps the policy."""
     engine, settings = round_env
     monkeypatch.setattr("align.rounds.get_settings", lambda: settings)
     with session_scope(engine) as s:
@@ -174,15 +179,114 @@ def test_queue_errors_and_nothing_to_publish(round_env, monkeypatch):
             queue_round(s, "xx-nowhere", load_config())
         with pytest.raises(NotFound, match="unknown model version 'nope'"):
             queue_round(s, REGION, load_config({"round": {"parent": "nope"}}))
-    round_id, job_id = _queue(engine, FAST | {"round": FAST["round"] | {"stages": ["reward"]}})
+        with pytest.raises(ValidationError, match=r"would publish nothing: \d+ preference pairs .* fewer than"):
+            queue_round(s, REGION, load_config({"round": {"stages": ["reward"], "min_preference_pairs": 10_000}}))
+    config = settings.home / "reward.yaml"
+    config.write_text(json.dumps(FAST))  # YAML reads JSON
+    assert main(["round", "start", "--region", REGION, "--config", str(config), "--stages", "reward", "--now"]) == 0
+    out = capsys.readouterr().out
+    assert f"published {REGION}-r1, a new reward model (the policy is unchanged from base)" in out
+    assert "reward model accuracy: validation" in out and "newest votes" in out
     with session_scope(engine) as s:
-        with pytest.raises(ValidationError, match="only failed or cancelled rounds resume"):
-            queue_resume(s, round_id)
-    assert claim_job(engine, job_id, "test") and run_job(engine, job_id) == JobStatus.failed
+        rnd = s.scalar(select(Round))
+        assert rnd.status == JobStatus.succeeded and rnd.completed_stages == ["reward", "publish"]
+        assert rnd.metrics["version"] == f"{REGION}-r1" and rnd.metrics["reward_only"] is True
+        assert "eval" not in rnd.metrics and rnd.metrics["reward"]["steps"] > 0
+        version = s.scalar(select(ModelVersion).where(ModelVersion.round_id == rnd.id))
+        assert version.stage == "reward" and version.parent.name == "base" and version.adapter_path is None
+        assert version.lineage["reward_only"] is True
+        assert Path(version.lineage["reward_model"]) == settings.home / "reward_models" / version.name
+        assert (Path(version.lineage["reward_model"]) / "config.json").exists()
+        reward = version.metrics["stages"]["reward"]
+        assert reward["val_accuracy"] is not None and reward["newest_accuracy"] is not None
+        assert reward["train_pairs"] > 0 and "eval" not in version.metrics
+        assert s.scalar(select(func.count()).select_from(Pair).where(Pair.round_id == rnd.id)) == 0  # nothing new
+        # the next round keeps training the policy it would have (base) with this reward model
+        policy, rewarded = round_parents(s, load_config(), rnd.region_id, ensure_base_version(s, "tiny"))
+        assert policy.name == "base" and rewarded.name == version.name
+    assert main(["round", "show", str(rnd.id)]) == 0
+    out = capsys.readouterr().out
+    assert f"published  {REGION}-r1 (a reward model only: the policy is unchanged)" in out
+    assert "accuracy   validation" in out and "train sample" in out
+
+
+def test_val_accuracy_is_the_trainers_own_evaluation_of_the_kept_model():
+    from types import SimpleNamespace
+
+    from align.stages.reward import val_accuracy
+
+    history = [{"step": 4, "eval_accuracy": 0.7}, {"step": 6, "eval_accuracy": 0.6}, {"step": 6, "loss": 0.3}]
+
+    def trainer(best: int | None, load_best: bool, step: int = 6, evaluate=None):
+        state = SimpleNamespace(best_global_step=best, global_step=step, log_history=history)
+        return SimpleNamespace(state=state, args=SimpleNamespace(load_best_model_at_end=load_best),
+                               evaluate=evaluate or (lambda: pytest.fail("measured twice")))
+
+    assert val_accuracy(trainer(4, True)) == {"val_accuracy": 0.7,
+                                              "val_accuracy_from": "evaluation at step 4 of training"}
+    assert val_accuracy(trainer(4, False))["val_accuracy"] == 0.6  # the last step's model was kept
+    assert val_accuracy(trainer(None, False, step=8, evaluate=lambda: {"eval_accuracy": 0.55})) == \
+        {"val_accuracy": 0.55, "val_accuracy_from": "one evaluation after training"}
+
+
+@pytest.fixture
+def adapter_parent(loaded, tiny_model, tmp_path, monkeypatch) -> tuple:
+    """(engine, settings, round id): a Leeds round queued, then a parent version with a real r=16 LoRA adapter."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    monkeypatch.setenv("GEOALIGN_BASE_MODEL", str(tiny_model))
+    settings = Settings.from_env()
+    monkeypatch.setattr("align.rounds.get_settings", lambda: settings)
+    with session_scope(loaded) as s:  # queued before the parent exists: only the start can refuse its lora section
+        round_id = queue_round(s, "en-GB-leeds", load_config({"round": {"stages": ["sft"]}, "lora": {"r": 8}}))[0].id
+    adapter = tmp_path / "adapter"
+    lora = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM")
+    get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model), lora).save_pretrained(adapter)
+    with session_scope(loaded) as s:
+        region_id = s.scalar(select(Region.id).where(Region.code == "en-GB-leeds"))
+        s.add(ModelVersion(name="leeds-first", base_model=str(tiny_model), adapter_path=str(adapter),
+                           region_id=region_id, stage="sft"))
+    return loaded, settings, round_id
+
+
+def test_a_lora_section_that_differs_from_the_parent_adapter_is_refused(adapter_parent, tiny_model, tmp_path, caplog,
+                                                                      capsys):
+    from align.cli_rounds import _run_now
+    from align.config import check_lora_continues
+
+    engine, settings, round_id = adapter_parent
+    with session_scope(engine) as s:
+        job_id = s.scalar(select(Job.id).where(Job.round_id == round_id))
+    # at the start: one line, no traceback, and nothing snapshotted or trained
+    assert _run_now(engine, job_id) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "lora: r 8 (parent: 16)" in err and "round.parent: base" in err
+    assert not [r for r in caplog.records if r.exc_info]
+    assert not (round_dir(settings, round_id) / "data").exists()
     with session_scope(engine) as s:
         rnd = s.get(Round, round_id)
-        assert rnd.status == JobStatus.failed and "nothing to publish" in rnd.error
-        assert s.scalar(select(func.count()).select_from(ModelVersion).where(ModelVersion.round_id == round_id)) == 0
+        assert rnd.status == JobStatus.failed and "leeds-first's adapter" in rnd.error
+    # at queue time; the same shape ("all-linear" resolved on the base model) or no lora section passes
+    with session_scope(engine) as s:
+        with pytest.raises(ConfigError, match=r"lora_alpha 8 \(parent: 32\)"):
+            queue_round(s, "en-GB-leeds", load_config({"lora": {"lora_alpha": 8}}))
+        same = {"r": 16, "lora_alpha": 32, "target_modules": "all-linear"}
+        rnd, job = queue_round(s, "en-GB-leeds", load_config({"round": {"stages": ["sft"]}, "lora": same}))
+        queue_round(s, "en-GB-leeds", load_config({"round": {"stages": ["sft"]}}))
+        job_id = job.id
+    # "all-linear" is resolved on the base model's layers (which the adapter above matched): two layers differ
+    two = tmp_path / "two-layers"
+    two.mkdir()
+    (two / "adapter_config.json").write_text(json.dumps({"target_modules": ["q_proj", "v_proj"]}))
+    with pytest.raises(ConfigError, match=r"target_modules \['down_proj', .*\(parent: \['q_proj', 'v_proj'\]\)"):
+        check_lora_continues(load_config({"lora": {"target_modules": "all-linear"}}), two, "p", str(tiny_model))
+    # it starts, and finds nothing new since the parent to train on: refused in one line before publishing
+    assert _run_now(engine, job_id) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no stage trained, nothing to publish (sft: no new examples" in err
+    with session_scope(engine) as s:
+        assert s.scalar(select(func.count()).select_from(ModelVersion).where(ModelVersion.round_id == rnd.id)) == 0
 
 
 @pytest.mark.parametrize("round_env", ["sqlite"], indirect=True)

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
 from align.jobs import enqueue
-from align.rounds_page import build_config, history_frame, metrics_frame, win_rate_text
+from align.rounds_page import build_config, history_frame, metrics_frame, published_text, stage_line, win_rate_text
 from db.errors import ConfigError
 from db.models import Job, JobStatus, ModelVersion, Region, Round, utcnow
 from db.session import session_scope
@@ -69,6 +69,7 @@ def test_build_config_takes_widgets_over_yaml():
     assert config.settings.stages == ["sft", "dpo"] and config.settings.rl_algorithm == "rloo"
     assert config.settings.eval_prompts == 8 and config.raw["dpo"] == {"beta": 0.2}
     assert build_config("", ["rl"], "grpo").settings.stages == ["rl"]
+    assert build_config("", ["reward"], "grpo").settings.stages == ["reward"]  # publishes a new reward model
 
 
 @pytest.mark.parametrize("text, stages, message", [
@@ -77,7 +78,7 @@ def test_build_config_takes_widgets_over_yaml():
     ("- sft", ["sft"], "YAML mapping"),
     ("dpo: {beta: high}", ["dpo"], "dpo.beta"),
     ("ppo: {}", ["sft"], "unknown section"),
-    ("", ["reward"], "at least one of SFT, DPO or online RL"),
+    ("", [], "pick at least one stage"),
 ])
 def test_build_config_errors_name_the_problem(text, stages, message):
     with pytest.raises(ConfigError, match=message):
@@ -96,6 +97,22 @@ def test_display_helpers():
                                       "win-rate reward model vs parent (trained on it)", "eval scorer"]
     assert table["value"].tolist()[1:4] == ["loss 0.5123", "0.70 [0.41, 0.80] (n=24: 14 won, 2 tied, 8 lost)",
                                             "0.62 [0.41, 0.80] (n=24: 14 won, 2 tied, 8 lost)"]
+
+
+REWARD = {"steps": 30, "train_pairs": 40, "val_pairs": 10, "newest_pairs": 6, "val_accuracy": 0.8,
+          "newest_accuracy": 0.75, "train_sample_accuracy": 0.9, "train_sample_pairs": 40}
+
+
+def test_reward_only_round_helpers():
+    metrics = {"reward": REWARD, "version": "en-GB-leeds-r2", "reward_only": True}
+    assert published_text(metrics) == (
+        "Published **en-GB-leeds-r2**: a new reward model, the policy unchanged · accuracy validation 0.80 (10 pairs) "
+        "· newest votes 0.75 (6 pairs) · train sample 0.90 (40 of 40 pairs)")
+    assert published_text({"version": "v", "new_pairs": {"vs_parent": 3, "vs_base": 2}}) == \
+        "Published **v** · 5 new pairs for reviewers"
+    assert stage_line(["reward"], ["reward"], None) == "✅ reward → ▫️ publish"  # no evaluation: no policy changed
+    assert stage_line(["sft", "reward"], ["sft", "reward", "publish"], None) == "✅ sft → ✅ reward → ✅ publish"
+    assert stage_line(["sft"], [], "sft") == "🔄 sft → ▫️ eval → ▫️ publish"
 
 
 # ------------------------------------------------------------------------------------------- page
@@ -228,3 +245,16 @@ def test_model_versions_table_and_lineage(loaded):
     assert json.loads(at.json[0].value)["datasets"] == {"sft_train": "ab12"}
     at.selectbox(key="rounds_version").select("base").run()
     assert json.loads(at.json[0].value) == {"kind": "base"}
+
+
+def test_a_reward_only_round_shows_its_reward_model(loaded):
+    round_id, _ = _add_round(loaded, JobStatus.succeeded, JobStatus.succeeded, completed=["reward", "publish"],
+                             metrics={"reward": REWARD, "version": "en-GB-leeds-r1", "reward_only": True})
+    with session_scope(loaded) as s:
+        s.get(Round, round_id).config = {"round": {"stages": ["reward"]}}
+    at = _page(loaded)
+    assert not at.exception
+    texts = _texts(at)
+    assert "✅ reward → ✅ publish" in texts
+    assert "a new reward model, the policy unchanged · accuracy validation 0.80 (10 pairs)" in texts
+    assert at.dataframe[0].value["what"].tolist() == ["reward", "reward_only", "version"]

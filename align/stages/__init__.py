@@ -176,7 +176,16 @@ def train_metrics(trainer, output, extra_tokens: int = 0) -> dict[str, Any]:
             "final_logged_loss": round(losses[-1], 4) if losses else None,
             "best_eval_loss": round(min(evals), 4) if evals else None,
             "tokens": tokens, "tokens_per_s": round(tokens / runtime, 1), "world_size": trainer.args.world_size,
-            "rank": trainer.args.process_index, "rank_batches_per_epoch": _batches(trainer)}
+            "rank": trainer.args.process_index, "rank_batches_per_epoch": _batches(trainer),
+            "early_stopping": early_stopping_outcome(trainer)}
+
+
+def early_stopping_outcome(trainer) -> str:
+    """Whether early stopping watched this run and whether it stopped it (so a run that never could is visible)."""
+    if str(getattr(trainer.args.eval_strategy, "value", trainer.args.eval_strategy)) == "no":
+        return "off (no validation data, or too few steps to ever stop)"
+    planned, done = trainer.state.max_steps, trainer.state.global_step
+    return f"stopped at step {done} of {planned}" if done < planned else f"on; ran all {planned} steps"
 
 
 def _batches(trainer) -> int | None:

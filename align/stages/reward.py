@@ -2,9 +2,14 @@
 
 Reports validation accuracy and accuracy on the newest round's votes alone (how well the model follows what
 reviewers say now, i.e. reward-model drift), with the previous reward model's accuracy on those votes beside it.
+Validation accuracy is the trainer's own evaluation (``eval_accuracy``) of the model it keeps: taken from training's
+last evaluation when that one measured it, otherwise one ``trainer.evaluate()`` after training. Train accuracy is
+measured on a fixed sample of at most ``TRAIN_SAMPLE`` pairs (``train_sample_accuracy``), not on every pair.
 """
 
 from __future__ import annotations
+
+import random
 
 from align.stages import (
     StageInputs,
@@ -21,6 +26,7 @@ from align.stages import (
 )
 
 COLUMNS = ("prompt", "chosen", "rejected", "margin")
+TRAIN_SAMPLE = 256  # enough to tell memorising (near 1.0) from fitting, at a bounded cost however many votes exist
 
 
 def run(inputs: StageInputs, callbacks: list) -> StageResult:
@@ -43,7 +49,9 @@ def run(inputs: StageInputs, callbacks: list) -> StageResult:
                             callbacks=callbacks + stop_callbacks)
     output = train_with_resume(trainer, checkpoints(inputs))
     metrics = train_metrics(trainer, output) | {"train_pairs": len(train), "val_pairs": len(val),
-                                                "newest_pairs": len(newest)}
+                                                "newest_pairs": len(newest), "val_accuracy": None}
+    if val:  # before the rank check: under accelerate every rank takes part in an evaluation
+        metrics |= val_accuracy(trainer)
     if args.process_index != 0:
         return StageResult("reward", reward_model=str(inputs.stage_dir / "model"), metrics=metrics)
 
@@ -53,11 +61,43 @@ def run(inputs: StageInputs, callbacks: list) -> StageResult:
 
     path = save_atomically(save, inputs.stage_dir / "model")
     scorer = RewardScorer(path, eos_token=args.eos_token or tokenizer.eos_token)
-    metrics |= {"val_accuracy": _round(scorer.accuracy(val)), "train_accuracy": _round(scorer.accuracy(train)),
-                "newest_accuracy": _round(scorer.accuracy(newest))}
+    sample = random.Random(config.settings.seed).sample(train, min(len(train), TRAIN_SAMPLE))
+    show = not args.disable_tqdm
+    metrics |= {"newest_accuracy": accuracy(scorer, newest, "newest votes", show),
+                "train_sample_accuracy": accuracy(scorer, sample, "train sample", show),
+                "train_sample_pairs": len(sample)}
     if inputs.reward_model and newest:  # the previous model on today's votes: how far reviewers have moved
-        metrics["newest_accuracy_previous_model"] = _round(RewardScorer(inputs.reward_model).accuracy(newest))
+        previous = RewardScorer(inputs.reward_model)
+        metrics["newest_accuracy_previous_model"] = accuracy(previous, newest, "newest votes, previous model", show)
     return write_result(inputs, StageResult("reward", reward_model=path, metrics=metrics))
+
+
+def val_accuracy(trainer) -> dict[str, float | str | None]:
+    """The trainer's validation accuracy of the model it ended with, without a second pass when it has one."""
+    state = trainer.state
+    # with load_best_model_at_end the kept model is the best checkpoint's, evaluated at that step
+    step = state.best_global_step if trainer.args.load_best_model_at_end and state.best_global_step \
+        else state.global_step
+    logged = [h["eval_accuracy"] for h in state.log_history if "eval_accuracy" in h and h.get("step") == step]
+    if logged:
+        return {"val_accuracy": _round(logged[-1]), "val_accuracy_from": f"evaluation at step {step} of training"}
+    measured = trainer.evaluate().get("eval_accuracy")
+    return {"val_accuracy": _round(measured), "val_accuracy_from": "one evaluation after training"}
+
+
+def accuracy(scorer, rows: list[dict], label: str, show: bool) -> float | None:
+    """``scorer.accuracy(rows)`` in batches, with a progress bar (the scores of a large set take a while)."""
+    from tqdm.auto import tqdm
+
+    if not rows:
+        return None
+    right = 0
+    with tqdm(total=len(rows), desc=f"reward: scoring {label}", unit="pair", disable=not show) as bar:
+        for start in range(0, len(rows), scorer.batch_size):
+            chunk = rows[start:start + scorer.batch_size]
+            right += round(scorer.accuracy(chunk) * len(chunk))
+            bar.update(len(chunk))
+    return _round(right / len(rows))
 
 
 def _round(x: float | None) -> float | None:
