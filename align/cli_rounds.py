@@ -145,7 +145,7 @@ def cmd_round_list(args: argparse.Namespace) -> int:
 
 
 def cmd_round_show(args: argparse.Namespace) -> int:
-    from align.rounds import jobs_for, reward_model_text
+    from align.rounds import jobs_for, reward_model_text, win_rate_rows, win_rate_text
     from db.errors import NotFound
     from db.models import Round
     from db.session import session_scope
@@ -168,6 +168,8 @@ def cmd_round_show(args: argparse.Namespace) -> int:
                                                         if shown.get("reward_only") else ""))
         if reward := reward_model_text(shown.get("reward") or {}):
             print(f"  accuracy   {reward}")
+        for label, wr in win_rate_rows(shown.get("eval") or {}):
+            print(f"  win-rate   {label:38} {win_rate_text(wr)} (n={wr.get('n')})")
         for stage, metrics in shown.items():
             print(f"  {stage:10} {json.dumps(metrics, default=str)}")
     return 0

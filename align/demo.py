@@ -117,13 +117,13 @@ def ensure_base_model(settings: Settings, engine, epochs: float | None = None, p
 
 
 def first_pair_prompts(settings: Settings, per_region: int) -> dict[str, list[int]]:
-    """Prompts for the first pairs: per region, ``per_region`` train-split prompts spread over task types, plus a
-    quarter as many val-split ones, whose votes let the first round's reward model and DPO validate."""
+    """Prompts for the first pairs: per region, ``per_region`` train-split prompts spread over task types, plus
+    about a quarter as many val-split ones, whose votes let the first round's reward model and DPO validate."""
     out: dict[str, list[int]] = {}
     with session_scope(get_engine(settings.database_url)) as session:
         for region in session.scalars(select(Region).order_by(Region.code)):
             picked: list[int] = []
-            for split, wanted in ((Split.train, per_region), (Split.val, max(1, per_region // 4))):
+            for split, wanted in ((Split.train, per_region), (Split.val, round(per_region / 4))):
                 prompts = session.scalars(
                     select(Prompt).where(Prompt.region_id == region.id, Prompt.split == split)
                     .order_by(Prompt.content_hash)

@@ -22,15 +22,15 @@ reads ``alignment: round N vs base <rate> [<lo>, <hi>]``, pooled over the region
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.round import demo_home  # noqa: E402
 
 REGIONS = ("en-GB-manchester", "de-DE-munich")
 
@@ -45,27 +45,20 @@ def main() -> int:
     parser.add_argument("--config", help="round config YAML (default: built-in defaults)")
     parser.add_argument("--examples", type=int, default=2, help="test briefs per region to print verbatim")
     args = parser.parse_args()
-    home = Path(args.home or tempfile.mkdtemp(prefix="geoalign-alignment-")).resolve()
-    os.environ["GEOALIGN_HOME"] = str(home)
-    os.environ.setdefault("GEOALIGN_REVIEWER_PASSWORD", "bench-password-1")
-    os.environ.setdefault("GEOALIGN_ADMIN_PASSWORD", "bench-password-1")
+    started = time.monotonic()
+    settings, demo_s = demo_home(args.home, "geoalign-alignment-")
 
     from align.config import load_config
-    from align.demo import run_demo
     from align.evaluation import judge_references
     from db.session import get_engine, session_scope
-    from db.settings import Settings
     from rewards.judge import LocalityJudge
 
-    settings = Settings.from_env()
-    started = time.monotonic()
-    run_demo(settings, progress=False, say=lambda _: None)
     engine = get_engine(settings.database_url)
     config = load_config(Path(args.config) if args.config else None)
     with session_scope(engine) as session:
         judge = LocalityJudge(judge_references(session))
-    print(f"setup {time.monotonic() - started:.0f} s  [home {home}, base {settings.base_model}]")
-    print(f"judge: {judge.name}; references: validation-split gold of {len(judge.regions)} regions")
+    print(f"setup {demo_s:.0f} s  [home {settings.home}, base {settings.base_model}]", flush=True)
+    print(f"judge: {judge.name}; references: validation-split gold of {len(judge.regions)} regions", flush=True)
 
     bench = Bench(engine, settings, judge, args.regions, args.seeds, config.settings.max_new_tokens)
     bench.print_agreement()
@@ -144,7 +137,7 @@ class Bench:
               f"task {a['gold_vs_other_regions']:.2f} (n={a['gold_vs_other_regions_n']}); over the base model's "
               f"output for the same brief {a['gold_vs_base']:.2f} (n={a['gold_vs_base_n']}); ranks other regions' "
               f"gold above the base model's output {a['other_regions_gold_vs_base']:.2f} "
-              f"(n={a['other_regions_gold_vs_base_n']}, lower is better)")
+              f"(n={a['other_regions_gold_vs_base_n']}, lower is better)", flush=True)
 
     def vote(self, region: str) -> int:
         """The region's simulated reviewer votes on all its queued pairs, by the judge's taste."""

@@ -35,24 +35,16 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=0, help="test prompts per region to print side by side")
     parser.add_argument("--no-compare", action="store_true", help="skip the plain TRL script of each stage")
     args = parser.parse_args()
-    home = Path(args.home or tempfile.mkdtemp(prefix="geoalign-bench-")).resolve()
-    os.environ["GEOALIGN_HOME"] = str(home)
-    os.environ.setdefault("GEOALIGN_REVIEWER_PASSWORD", "bench-password-1")
-    os.environ.setdefault("GEOALIGN_ADMIN_PASSWORD", "bench-password-1")
+    settings, demo_s = demo_home(args.home, "geoalign-bench-")
+    home = settings.home
 
     from align.config import load_config
-    from align.demo import run_demo
     from align.jobs import claim_job, run_job
     from align.rounds import queue_round, round_dir
     from collect.simulate import simulate_all_regions
     from db.models import Job
     from db.session import get_engine, session_scope
-    from db.settings import Settings
 
-    settings = Settings.from_env()
-    t0 = time.monotonic()
-    run_demo(settings, progress=False, say=lambda _: None)
-    demo_s = time.monotonic() - t0
     engine = get_engine(settings.database_url)
     with session_scope(engine) as session:
         votes = simulate_all_regions(session)
@@ -117,6 +109,24 @@ def main() -> int:
                 if label in row["outputs"]:
                     print(f"  {label:5} {row['outputs'][label]!r}")
     return 0
+
+
+def demo_home(home: str | None, prefix: str):
+    """Point GEOALIGN_HOME at ``home`` (default: a new temporary folder) and run the demo setup there.
+
+    Returns the settings and the demo's seconds (conversion of the model, import, accounts, first pairs).
+    """
+    os.environ["GEOALIGN_HOME"] = str(Path(home or tempfile.mkdtemp(prefix=prefix)).resolve())
+    os.environ.setdefault("GEOALIGN_REVIEWER_PASSWORD", "bench-password-1")
+    os.environ.setdefault("GEOALIGN_ADMIN_PASSWORD", "bench-password-1")
+
+    from align.demo import run_demo
+    from db.settings import Settings
+
+    settings = Settings.from_env()
+    started = time.monotonic()
+    run_demo(settings, progress=False, say=lambda _: None)
+    return settings, time.monotonic() - started
 
 
 def compare_with_plain_trl(settings, round_id: int, stages: dict) -> dict[str, dict]:

@@ -76,6 +76,18 @@ def test_round_show_prints_a_reward_only_rounds_accuracies(migrated, capsys):
             "train sample 0.93 (40 of 40 pairs)") in out
 
 
+def test_round_show_leads_with_the_independent_judge(migrated, capsys):
+    rate = {"rate": 0.75, "low": 0.5, "high": 0.9, "n": 8, "wins": 6, "ties": 0, "losses": 2}
+    with session_scope(migrated) as s:
+        s.add(Round(number=1, status=JobStatus.succeeded, config={"round": {}}, completed_stages=["sft", "eval"],
+                    metrics={"eval": {"vs_base": rate | {"rate": 0.5}, "judge_vs_base": rate, "prompts": 8}}))
+    assert main(["round", "show", "1"]) == 0
+    lines = [line.strip() for line in capsys.readouterr().out.splitlines() if line.strip().startswith("win-rate")]
+    assert [line.split("  ")[1].strip() for line in lines] == ["judge vs base (independent)",
+                                                               "reward model vs base (trained on it)"]
+    assert lines[0].endswith("0.75 [0.50, 0.90] (n=8)")
+
+
 def test_bad_config_file_is_named(migrated, tmp_path, capsys):
     config = tmp_path / "round.yaml"
     config.write_text("dpo:\n  beta: high\n")
