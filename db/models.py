@@ -163,6 +163,9 @@ class User(Base):
     is_system: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # bumped by every credential change (password reset, deactivation): sessions carry the epoch they began in,
+    # and one from an older epoch is no longer valid
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     roles: Mapped[list[UserRole]] = relationship(cascade="all, delete-orphan", lazy="selectin")
@@ -282,6 +285,8 @@ OPEN_PAIR = {"postgresql": "assigned < reviews_wanted AND NOT is_gold",
              "sqlite": "assigned < reviews_wanted AND is_gold = 0"}
 GOLD_PAIR = {"postgresql": "is_gold", "sqlite": "is_gold = 1"}
 OPEN_ASSIGNMENT = {"postgresql": "NOT voted AND NOT skipped", "sqlite": "voted = 0 AND skipped = 0"}
+REGION_ROUND = {"postgresql": "region_id IS NOT NULL", "sqlite": "region_id IS NOT NULL"}
+ALL_REGIONS_ROUND = {"postgresql": "region_id IS NULL", "sqlite": "region_id IS NULL"}
 SHARED_PAIR = {"postgresql": "assigned >= 2", "sqlite": "assigned >= 2"}  # judged by several: agreement
 
 
@@ -395,6 +400,13 @@ class Round(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    # a round number is unique per region, and among all-regions rounds (region NULL: NULLs are never equal in a
+    # plain unique index, hence two partial ones)
+    __table_args__ = (
+        Index("uq_rounds_region_number", "region_id", "number", unique=True, **partial(REGION_ROUND)),
+        Index("uq_rounds_all_number", "number", unique=True, **partial(ALL_REGIONS_ROUND)),
+    )
 
 
 class Job(Base):
