@@ -9,6 +9,7 @@ import streamlit as st
 
 from align import rounds_page
 from collect import admin_page, data_page, home_page, login_page, review_page
+from collect.markdown_text import escape_markdown
 from collect.session_state import current_user, logout
 from rewards import dashboard_page
 
@@ -31,9 +32,9 @@ else:
     if user.has("admin"):
         pages.append(st.Page(admin_page.render, title="Admin", icon="🛠️", url_path="admin"))
     with st.sidebar:
-        st.caption(f"Signed in as **{user.username}** · {', '.join(sorted(user.roles))}")
+        st.caption(f"Signed in as **{escape_markdown(user.username)}** · {', '.join(sorted(user.roles))}")
         if user.regions:
-            st.caption("Regions: " + ", ".join(user.regions))
+            st.caption("Regions: " + escape_markdown(", ".join(user.regions)))
         if st.button("Log out", key="logout"):
             logout()
             st.rerun()

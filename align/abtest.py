@@ -36,6 +36,9 @@ ARMS = ("generic", "tuned")
 COUNTS = ("impressions", "clicks", "conversions")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 ROW_ID = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
+VARIANT_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,200}")  # what variant_key() can make of a NAME and a ROW_ID
+MAX_COUNT = 2**31 - 1  # the INTEGER columns' range on PostgreSQL; SQLite overflows at 2**63
+WHOLE = re.compile(r"([0-9]+)(?:\.0*)?")  # ASCII only: re's \d also takes "٣" and "²"
 EXPORT_COLUMNS = ["test", "id", "region", "task_type", "brief", "generic_variant_id", "generic_version",
                   "generic_text", "tuned_variant_id", "tuned_version", "tuned_text"]
 
@@ -181,7 +184,7 @@ class ImportSummary:
 
 
 def _count(record: dict, field: str) -> int | str:
-    """The non-negative whole number in ``record[field]``, or a message saying what is wrong with it."""
+    """The whole number 0..MAX_COUNT in ``record[field]``, or a message saying what is wrong with it."""
     value = record.get(field)
     if value is None or (isinstance(value, str) and not value.strip()):
         return "is missing"
@@ -189,14 +192,39 @@ def _count(record: dict, field: str) -> int | str:
         return f"{value!r} is not a whole number"
     if isinstance(value, str):
         value = value.strip()
-        if not re.fullmatch(r"\d+(\.0*)?", value):
-            return f"{value!r} is not a non-negative whole number"
-        return int(float(value))
+        whole = WHOLE.fullmatch(value)
+        if whole is None:
+            return f"{_short(value)} is not a non-negative whole number"
+        digits = whole.group(1).lstrip("0") or "0"
+        # int() of a long digit string is slow and refuses over 4,300 digits: compare lengths first
+        if len(digits) > len(str(MAX_COUNT)) or int(digits) > MAX_COUNT:
+            return f"{_short(value)} is over the largest count, {MAX_COUNT}"
+        return int(digits)
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if not isinstance(value, int) or value < 0:
-        return f"{value!r} is not a non-negative whole number"
+        return f"{_short(value)} is not a non-negative whole number"
+    if value > MAX_COUNT:
+        return f"{_short(value)} is over the largest count, {MAX_COUNT}"
     return value
+
+
+def _short(value: object) -> str:
+    """``repr(value)``, cut to 40 characters: a 5,000-digit count need not be quoted whole."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int too long for str(): Python refuses over 4,300 digits
+        return "a number of more than 4,300 digits"
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _key(value: object) -> str:
+    if isinstance(value, (dict, list)):  # not an id; its str() could be huge
+        return "(a JSON object or list)"
+    try:
+        return str(value or "").strip()
+    except ValueError:  # an int too long for str()
+        return "(a number of more than 4,300 digits)"
 
 
 def import_results(session: Session, path: Path | str, test_name: str | None = None,
@@ -216,10 +244,11 @@ def import_results(session: Session, path: Path | str, test_name: str | None = N
         only = session.scalar(select(AbTest).where(AbTest.name == test_name))
         if only is None:
             raise NotFound(f"A/B test {test_name!r} does not exist; see geoalign abtest list")
-    keys = [str(r.get("variant_id") or "").strip() for r in records]
+    keys = [_key(r.get("variant_id")) for r in records]
     variants = {}  # variant_key -> (id, test_id, impressions, clicks, conversions), read in chunks of ids
     for start in range(0, len(keys), 1000):
-        chunk = [k for k in keys[start:start + 1000] if k]
+        # only well-formed keys reach the query: a NUL byte or a lone surrogate would fail there, naming no row
+        chunk = [k for k in keys[start:start + 1000] if k and VARIANT_KEY.fullmatch(k)]
         variants |= {row[0]: row[1:] for row in session.execute(select(
             AbVariant.variant_key, AbVariant.id, AbVariant.test_id, *(getattr(AbVariant, c) for c in COUNTS))
             .where(AbVariant.variant_key.in_(chunk)))}
@@ -235,6 +264,9 @@ def import_results(session: Session, path: Path | str, test_name: str | None = N
 
         if not key:
             problem("variant_id", "is missing")
+            continue
+        if not VARIANT_KEY.fullmatch(key):
+            problem("variant_id", f"{_short(key)} is not a variant id (letters, digits, '-', '_', '.', ':')")
             continue
         if key in seen:
             problem("variant_id", f"{key!r} repeats row {seen[key]}")

@@ -16,10 +16,16 @@ import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from db.errors import GeoAlignError
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from collect.auth import CurrentUser
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -42,6 +48,28 @@ def _engine(require_migrated: bool = True):
     if require_migrated:
         migrate.require_current(engine)
     return engine
+
+
+CLI_USER = "system-cli"  # whoever can run the CLI can reach the database anyway: it acts as an admin, audited as this
+
+
+def cli_actor(session: Session) -> CurrentUser:
+    """The CurrentUser the CLI acts as: the system account ``system-cli`` with the admin role, made on first use."""
+    from sqlalchemy import select
+    from sqlalchemy.exc import IntegrityError
+
+    from collect.auth import act_as_system
+    from db.models import Role, User, UserRole
+
+    user = session.scalar(select(User).where(User.username == CLI_USER))
+    if user is None:  # no password hash: a system account can never log in
+        try:
+            with session.begin_nested():  # two first commands at once: one creates it, the other reads it
+                user = User(username=CLI_USER, password_hash="!", is_system=True, roles=[UserRole(role=Role.admin)])
+                session.add(user)
+        except IntegrityError:
+            user = session.scalar(select(User).where(User.username == CLI_USER))
+    return act_as_system(user)
 
 
 # ------------------------------------------------------------------------------------------------------ db
@@ -89,15 +117,28 @@ def cmd_import_regions(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rejects_path(args: argparse.Namespace) -> Path:
+    """Where ``--skip-invalid`` writes the rows it left out: ``--rejects``, else beside the ``--report-json``
+    report, else ``<input name>.rejects.jsonl`` in the current directory."""
+    if args.rejects:
+        return Path(args.rejects)
+    if args.report_json:
+        report = Path(args.report_json)
+        return report.with_name(report.stem + ".rejects.jsonl")
+    return Path(Path(args.path).name + ".rejects.jsonl")
+
+
 def cmd_import_rows(args: argparse.Namespace) -> int:
-    from collect.ingest import import_file
+    from collect.ingest import import_file, write_rejects
     from collect.tags import ensure_default_tags
     from db.session import session_scope
 
     with session_scope(_engine()) as session:
         ensure_default_tags(session)
         report = import_file(session, Path(args.path), kind=args.kind, region=args.region, task_type=args.task_type,
-                             dry_run=args.dry_run)
+                             dry_run=args.dry_run, skip_invalid=args.skip_invalid)
+        if report.rejects:  # inside the transaction: a rejects file that cannot be written imports nothing
+            print(f"{report.rejected} invalid rows skipped, listed in {write_rejects(report, _rejects_path(args))}")
     print(report.summary())
     if args.report_json:
         Path(args.report_json).write_text(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
@@ -508,7 +549,7 @@ def cmd_jobs_cancel(args: argparse.Namespace) -> int:
     from db.session import session_scope
 
     with session_scope(_engine()) as session:
-        job = request_cancel(session, args.id)
+        job = request_cancel(session, cli_actor(session), args.id)
         status, worker = job.status.value, job.worker
     if status == "cancelled":
         print(f"job {args.id} cancelled")
@@ -608,8 +649,8 @@ def build_parser() -> argparse.ArgumentParser:
          "system user 'import'."),
     ):
         p = add(imp, kind, cmd_import_rows, help_, description + " Formats: JSONL, JSON, CSV, Parquet or a Hugging "
-                "Face dataset directory. PII is scrubbed before anything is stored; all-or-nothing; duplicates "
-                "(by content hash, per region) are skipped and counted.")
+                "Face dataset directory. PII is scrubbed before anything is stored; all-or-nothing unless "
+                "--skip-invalid; duplicates (by content hash, per region) are skipped and counted.")
         p.set_defaults(kind=kind)
         p.add_argument("path", help="a .jsonl, .json, .csv, .parquet file or a save_to_disk directory")
         p.add_argument("--region", help="region code for every row (rows may also carry a region column)")
@@ -617,6 +658,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="task type for rows without a task_type column")
         p.add_argument("--dry-run", action="store_true", help="validate and report, write nothing")
         p.add_argument("--report-json", help="also write the import report to this JSON file")
+        p.add_argument("--skip-invalid", action="store_true",
+                       help="import the valid rows and write the invalid ones, with row, field and reason, to a "
+                            "rejects file (JSONL, rows unscrubbed) instead of importing nothing")
+        p.add_argument("--rejects", help="the rejects file of --skip-invalid (default: beside --report-json as "
+                                         "NAME.rejects.jsonl, else INPUT.rejects.jsonl in the current directory)")
 
     exp = group("export", "export training datasets (HF datasets, JSONL, Parquet)")
     for what, help_ in (("sft", "prompt/completion rows from gold examples and reviewer rewrites"),

@@ -26,6 +26,13 @@ def _engine():
     return engine()
 
 
+def _actor(session):
+    """The CLI's acting user (``align.cli.cli_actor``)."""
+    from align.cli import cli_actor
+
+    return cli_actor(session)
+
+
 class _ExpectedFailure(logging.Filter):
     """Drops the worker's traceback for a GeoAlignError: ``_run_now`` prints that error as one line instead."""
 
@@ -80,7 +87,7 @@ def cmd_round_start(args: argparse.Namespace) -> int:
     config = load_config(Path(args.config) if args.config else None, **overrides)
     engine = _engine()
     with session_scope(engine) as session:
-        rnd, job = queue_round(session, None if args.all else args.region, config)
+        rnd, job = queue_round(session, _actor(session), None if args.all else args.region, config)
         round_id, number, job_id = rnd.id, rnd.number, job.id
     scope = "all regions" if args.all else args.region
     print(f"round {round_id} ({scope}, #{number}): stages {', '.join(config.settings.stages)}; job {job_id}")
@@ -96,7 +103,7 @@ def cmd_round_resume(args: argparse.Namespace) -> int:
 
     engine = _engine()
     with session_scope(engine) as session:
-        job_id = queue_resume(session, args.id).id
+        job_id = queue_resume(session, _actor(session), args.id).id
     print(f"round {args.id}: resume queued as job {job_id}")
     return _run_now(engine, job_id) if args.now else 0
 
@@ -110,7 +117,7 @@ def cmd_round_cancel(args: argparse.Namespace) -> int:
         job = jobs_for(session, [args.id]).get(args.id)
         if job is None:
             raise ValidationError(f"round {args.id} has no job")
-        job = request_cancel(session, job.id)
+        job = request_cancel(session, _actor(session), job.id)
         print(f"round {args.id}: " + ("cancelled" if job.status.value == "cancelled"
                                       else f"cancel requested; worker {job.worker} stops it at its next step"))
     return 0
@@ -195,7 +202,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     from rewards.dashboard import load_dashboard
 
     with session_scope(_engine()) as session:
-        everything = load_dashboard(session, n_boot=args.bootstrap)
+        everything = load_dashboard(session, _actor(session), n_boot=args.bootstrap)
     region = args.region or ALL_REGIONS
     if args.region and args.region not in everything.regions:
         raise ValidationError(f"no votes in region {args.region!r} (regions with votes: "

@@ -17,12 +17,19 @@ from __future__ import annotations
 import csv
 import functools
 import re
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import LogitsProcessor, LogitsProcessorList, PreTrainedTokenizerBase
+from transformers import (
+    LogitsProcessor,
+    LogitsProcessorList,
+    PreTrainedTokenizerBase,
+    StoppingCriteria,
+    StoppingCriteriaList,
+)
 
 from align.sampling import DecodingParams, load_policy, render_all, sample_texts
 from align.stages import save_atomically
@@ -160,6 +167,30 @@ def generation_controls(tokenizer: PreTrainedTokenizerBase, constraints: Constra
     return kwargs
 
 
+class DeadlineExceeded(TimeoutError):
+    """Generation was stopped, or never started, because its deadline passed."""
+
+
+class Deadline(StoppingCriteria):
+    """Stops every row at the first decoding step that ends after ``at`` (a ``clock()`` reading, by default
+    ``time.monotonic``), so work for a caller that has given up frees the model within one step."""
+
+    def __init__(self, at: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.at, self.clock = at, clock
+
+    @property
+    def passed(self) -> bool:
+        return self.clock() >= self.at
+
+    def check(self) -> None:
+        """Raise ``DeadlineExceeded`` once the deadline has passed."""
+        if self.passed:
+            raise DeadlineExceeded("the generation deadline passed")
+
+    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+        return torch.full((input_ids.shape[0],), self.passed, dtype=torch.bool, device=input_ids.device)
+
+
 @dataclass
 class GenerationReport:
     rows: int = 0
@@ -168,19 +199,29 @@ class GenerationReport:
 
 
 def generate_constrained(model, tokenizer, prompts: list[str], params: DecodingParams, constraints: Constraints,
-                         seed: int = 0, batch_size: int = 16, retries: int = 3,
-                         progress: bool = True) -> tuple[list[str], GenerationReport]:
-    """One completion per prompt under ``constraints``; see the module docstring."""
+                         seed: int = 0, batch_size: int = 16, retries: int = 3, progress: bool = True,
+                         deadline: Deadline | None = None) -> tuple[list[str], GenerationReport]:
+    """One completion per prompt under ``constraints``; see the module docstring. With a ``deadline``, decoding
+    stops when it passes and ``DeadlineExceeded`` is raised instead of returning texts cut short."""
     controls = generation_controls(tokenizer, constraints, params.max_new_tokens)
-    texts = sample_texts(model, tokenizer, prompts, params, seed, batch_size, progress, **controls)
+    if deadline is not None:
+        deadline.check()
+        controls["stopping_criteria"] = StoppingCriteriaList([deadline])
+
+    def sample(chunk: list[str], chunk_seed: int, show: bool) -> list[str]:
+        texts = sample_texts(model, tokenizer, chunk, params, chunk_seed, batch_size, show, **controls)
+        if deadline is not None:
+            deadline.check()  # the texts were cut short by the deadline: no use to anyone, and no retries
+        return texts
+
+    texts = sample(prompts, seed, progress)
     report = GenerationReport(rows=len(prompts))
     bad = [i for i, t in enumerate(texts) if constraints.broken_by(t)]
     for attempt in range(1, retries + 1):
         if not bad:
             break
         report.resampled += len(bad)
-        again = sample_texts(model, tokenizer, [prompts[i] for i in bad], params, seed + 1000 * attempt,
-                             batch_size, progress=False, **controls)
+        again = sample([prompts[i] for i in bad], seed + 1000 * attempt, False)
         for i, text in zip(bad, again, strict=True):
             texts[i] = text
         bad = [i for i in bad if constraints.broken_by(texts[i])]

@@ -31,8 +31,9 @@ from sqlalchemy import Engine, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from collect.auth import CurrentUser, require
 from db.errors import GeoAlignError, NotFound, ValidationError
-from db.models import Job, JobStatus, Round, utcnow
+from db.models import AuditEvent, Job, JobStatus, Round, utcnow
 from db.session import session_scope
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ HISTORY_LIMIT = 2000  # points in progress["history"]: a full loss curve for a c
 LOG_LIMIT_CHARS = 200_000  # job.log keeps its tail: enough for a round's stage logs, small enough to show in the app
 FINISHED = (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)
 UNFINISHED = (JobStatus.queued, JobStatus.running)
+JOB_ROLES = ("engineer", "admin")  # who may cancel a job (the CLI acts as a system admin)
 
 
 class Cancelled(GeoAlignError):
@@ -188,9 +190,13 @@ def list_jobs(session: Session, limit: int = 50) -> list[Job]:
     return list(session.scalars(select(Job).order_by(Job.id.desc()).limit(limit)))
 
 
-def request_cancel(session: Session, job_id: int) -> Job:
+def request_cancel(session: Session, actor: CurrentUser | None, job_id: int) -> Job:
     """Cancel a queued job (and its round) at once, or ask a running one to stop; a finished job is an error."""
+    require(actor, *JOB_ROLES)
     job = _get(session, job_id)
+    if job.status in (JobStatus.queued, JobStatus.running):
+        session.add(AuditEvent(user_id=actor.id, action="job.cancel", entity="job", entity_id=job_id,
+                               details={"status": job.status.value, "round": job.round_id}))
     if job.status is JobStatus.queued:
         now = utcnow()
         taken = session.execute(

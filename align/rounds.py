@@ -35,22 +35,26 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from align.config import STAGE_ORDER, RoundConfig, check_lora_continues, load_config
 from align.jobs import UNFINISHED, Cancelled, JobContext, enqueue, register
 from align.registry import BASE_VERSION, ensure_base_version, get_version, list_versions
 from align.stages import StageCancelled, StageInputs, StageResult, read_result, run_stage
+from collect.auth import CurrentUser, require
 from collect.datasets import DatasetFilter, preference_rows, sft_rows
 from collect.prompting import BriefContext, dataset_prompt
 from db.errors import GeoAlignError, NotFound, ValidationError
 from db.models import AuditEvent, Job, JobStatus, ModelVersion, Prompt, Region, Round, Split, utcnow
+from db.names import check_name
 from db.session import session_scope
 from db.settings import Settings, get_settings
 
@@ -59,6 +63,8 @@ log = logging.getLogger(__name__)
 POST_STAGES = ("eval", "publish")
 REWARD_ONLY = "reward"  # the stage of a version that only retrained the reward model (policy stages never are)
 ACTIVE = (JobStatus.queued, JobStatus.running)
+ROUNDS_ROLES = ("engineer", "admin")  # who may queue, resume and cancel rounds (the CLI acts as a system admin)
+ROUND_NUMBER_LOCK = 0x6E756D  # PostgreSQL advisory-lock class for round numbering ("num"); the scope is the key
 
 
 def round_dir(settings: Settings, round_id: int) -> Path:
@@ -72,9 +78,14 @@ def scope_name(region_code: str | None) -> str:
 # ------------------------------------------------------------------------------------------------ queueing
 
 
-def queue_round(session: Session, region: str | None, config: RoundConfig | None = None,
-                user_id: int | None = None) -> tuple[Round, Job]:
-    """Create a queued round for one region (or all, with ``region=None``) and the job a worker will claim."""
+def queue_round(session: Session, actor: CurrentUser | None, region: str | None,
+                config: RoundConfig | None = None) -> tuple[Round, Job]:
+    """Create a queued round for one region (or all, with ``region=None``) and the job a worker will claim.
+
+    Concurrent calls for one scope get consecutive numbers: numbering waits for the scope's lock (see
+    ``_lock_round_numbers``), and the unique indexes on (region, number) back that up.
+    """
+    require(actor, *ROUNDS_ROLES)
     config = config or load_config()
     region_row = None
     if region is not None:
@@ -82,21 +93,41 @@ def queue_round(session: Session, region: str | None, config: RoundConfig | None
         if region_row is None:
             known = ", ".join(session.scalars(select(Region.code).order_by(Region.code))) or "none"
             raise NotFound(f"unknown region {region!r}; known: {known}")
+        check_name("region code", region)  # it names the round's version and adapter folder: fail before queueing
     # fail now, not in the worker: an unknown parent, a lora section its adapter ignores, nothing to train
     policy_parent, _ = round_parents(session, config, region_row.id if region_row else None)
     if policy_parent is not None and policy_parent.adapter_path and _trains_policy(config):
         check_lora_continues(config, policy_parent.adapter_path, policy_parent.name, policy_parent.base_model)
     _check_something_trains(session, config, region)
-    same_scope = Round.region_id == region_row.id if region_row else Round.region_id.is_(None)
+    region_id = region_row.id if region_row else None
+    _lock_round_numbers(session, region_id)
+    same_scope = Round.region_id == region_id if region_row else Round.region_id.is_(None)
     number = (session.scalar(select(func.max(Round.number)).where(same_scope)) or 0) + 1
-    rnd = Round(number=number, region_id=region_row.id if region_row else None, status=JobStatus.queued,
-                config=config.to_dict(), completed_stages=[], metrics={})
+    rnd = Round(number=number, region_id=region_id, status=JobStatus.queued, config=config.to_dict(),
+                completed_stages=[], metrics={})
     session.add(rnd)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError as exc:  # only if a writer bypassed the lock: the unique index kept the numbers apart
+        raise ValidationError(f"round {number} of {scope_name(region)} was queued by someone else at the same "
+                              "moment; nothing was queued, try again") from exc
     job = enqueue(session, "round", {"round_id": rnd.id}, round_id=rnd.id)
-    session.add(AuditEvent(user_id=user_id, action="round.queue", entity="round", entity_id=rnd.id,
+    session.add(AuditEvent(user_id=actor.id, action="round.queue", entity="round", entity_id=rnd.id,
                            details={"region": scope_name(region), "stages": config.settings.stages, "job": job.id}))
     return rnd, job
+
+
+def _lock_round_numbers(session: Session, region_id: int | None) -> None:
+    """Hold the scope's numbering lock until the transaction ends, so the next max(number) read is the latest.
+
+    PostgreSQL: a transaction-scoped advisory lock per scope. SQLite: its single write lock, taken now by a write
+    that changes nothing (the busy timeout makes a second caller wait for the first to commit).
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(ROUND_NUMBER_LOCK, region_id or 0)))
+    else:
+        session.execute(update(Round).where(Round.id == -1).values(number=Round.number),
+                        execution_options={"synchronize_session": False})
 
 
 def _trains_policy(config: RoundConfig) -> bool:
@@ -133,8 +164,9 @@ def round_parents(session: Session, config: RoundConfig, region_id: int | None,
     return latest_version(session, region_id, policy=True) or base, latest_version(session, region_id) or base
 
 
-def queue_resume(session: Session, round_id: int, user_id: int | None = None) -> Job:
+def queue_resume(session: Session, actor: CurrentUser | None, round_id: int) -> Job:
     """Queue a failed or cancelled round again; it continues after its last completed stage."""
+    require(actor, *ROUNDS_ROLES)
     rnd = session.get(Round, round_id)
     if rnd is None:
         raise NotFound(f"round {round_id} does not exist")
@@ -145,7 +177,7 @@ def queue_resume(session: Session, round_id: int, user_id: int | None = None) ->
         raise ValidationError(f"round {round_id} already has job {active} queued or running")
     rnd.status, rnd.error, rnd.finished_at = JobStatus.queued, None, None
     job = enqueue(session, "round", {"round_id": round_id, "resume": True}, round_id=round_id)
-    session.add(AuditEvent(user_id=user_id, action="round.resume", entity="round", entity_id=round_id,
+    session.add(AuditEvent(user_id=actor.id, action="round.resume", entity="round", entity_id=round_id,
                            details={"job": job.id, "completed_stages": list(rnd.completed_stages)}))
     return job
 
@@ -457,71 +489,96 @@ def version_name(plan: _Plan) -> str:
 
 def publish(engine: Engine, plan: _Plan, settings: Settings, adapter: str | None, reward_model: str | None,
             last_stage: str, manifest: dict, stage_metrics: dict, evaluation: dict | None) -> str:
-    """Copy the adapter into place atomically, then commit the version, its samples and new pairs in one transaction.
+    """Claim the version's name, move its adapter and reward model into place, and commit all in one transaction.
 
-    The directory is complete before its rename and the database row is committed last, so a crash at any
-    point leaves either no version or a complete one; a leftover directory without a row is never listed.
-    A reward-only round (``adapter`` and ``evaluation`` None) publishes its reward model under the parent's adapter,
-    with neither samples nor pairs.
+    Folders are copied into fresh temporary folders first. The version row is inserted (its unique name is then
+    this transaction's until it ends) before anything is renamed into place, and a folder is renamed only onto a
+    path that does not exist, so a publish never replaces or removes what another one made: a name that is taken,
+    by a row or by a folder, is a ValidationError that leaves them as they were. Any error before the commit
+    removes this attempt's folders while it still holds the name, so it leaves no version, pairs, folders or
+    temporary copies behind. A reward-only round (``adapter`` and ``evaluation`` None) publishes its reward model
+    under the parent's adapter, with neither samples nor pairs.
     """
     from align.evaluation import store_samples_and_pairs
 
-    name = version_name(plan)
+    name = check_name("model version", version_name(plan))
     reward_only = evaluation is None
     dest = settings.adapters_dir / name
-    if not reward_only:
-        tmp = settings.adapters_dir / f".{name}.tmp"
-        settings.adapters_dir.mkdir(parents=True, exist_ok=True)
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        shutil.copytree(adapter, tmp)
-    rm_dest = None
-    if reward_model:
-        rm_dest = settings.home / "reward_models" / name
-        if Path(reward_model).resolve() != rm_dest.resolve():
-            rm_tmp = rm_dest.with_name(f".{name}.tmp")
-            rm_dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.rmtree(rm_tmp, ignore_errors=True)
-            shutil.copytree(reward_model, rm_tmp)
-            shutil.rmtree(rm_dest, ignore_errors=True)
-            os.replace(rm_tmp, rm_dest)
-    if not reward_only:
-        if dest.exists():  # left by a crash after the rename but before the commit: no row points at it
-            shutil.rmtree(dest)
-        os.replace(tmp, dest)
+    rm_dest = settings.home / "reward_models" / name if reward_model else None
+    staged: dict[Path, Path] = {}  # final folder -> this attempt's temporary copy
     try:
         with session_scope(engine) as session:
-            parent = get_version(session, plan.parent_name)
-            base = get_version(session, BASE_VERSION)
-            rnd = session.get(Round, plan.round_id)
-            version = ModelVersion(
-                name=name, base_model=plan.base_model, adapter_path=plan.parent_adapter if reward_only else str(dest),
-                parent_id=parent.id, round_id=plan.round_id, region_id=rnd.region_id, stage=last_stage,
-                metrics={"stages": stage_metrics} | ({} if reward_only else {"eval": evaluation["win_rates"]}),
-                lineage={"parent": parent.name, "round": plan.round_id, "round_number": plan.number,
-                         "region": scope_name(plan.region), "datasets": manifest["sha256"],
-                         "counts": manifest["counts"], "votes": manifest["votes"],
-                         "newest_round": manifest["newest_round"], "config": plan.config.to_dict(),
-                         "reward_model": str(rm_dest) if rm_dest else None, "reward_only": reward_only})
-            session.add(version)
-            session.flush()
-            rnd.status, rnd.finished_at = JobStatus.succeeded, utcnow()
-            if reward_only:
-                pairs: dict[str, int] = {}
-                rnd.completed_stages = [*dict.fromkeys([*rnd.completed_stages, "publish"])]
-                rnd.metrics = {**rnd.metrics, "version": name, "reward_only": True}
-            else:
-                pairs = store_samples_and_pairs(session, evaluation, version, parent, base, plan)
-                rnd.completed_stages = [*dict.fromkeys([*rnd.completed_stages, *POST_STAGES])]
-                rnd.metrics = {**rnd.metrics, "eval": evaluation["win_rates"], "version": name, "new_pairs": pairs}
-            session.add(AuditEvent(action="version.publish", entity="model_version", entity_id=version.id,
-                                   details={"round": plan.round_id, "parent": parent.name, "pairs": pairs,
-                                            "reward_only": reward_only}))
-    except BaseException:
-        if not reward_only:  # a reward-only version's adapter is its parent's: never remove it
-            shutil.rmtree(dest, ignore_errors=True)
-        raise
+            placed: list[Path] = []
+            try:
+                if session.scalar(select(ModelVersion.id).where(ModelVersion.name == name)) is not None:
+                    raise ValidationError(f"model version {name} already exists; round {plan.round_id} publishes "
+                                          "nothing over it")
+                if not reward_only:
+                    staged[dest] = _stage_copy(adapter, dest)
+                if rm_dest is not None and Path(reward_model).resolve() != rm_dest.resolve():
+                    staged[rm_dest] = _stage_copy(reward_model, rm_dest)
+                parent = get_version(session, plan.parent_name)
+                base = get_version(session, BASE_VERSION)
+                rnd = session.get(Round, plan.round_id)
+                version = ModelVersion(
+                    name=name, base_model=plan.base_model,
+                    adapter_path=plan.parent_adapter if reward_only else str(dest),
+                    parent_id=parent.id, round_id=plan.round_id, region_id=rnd.region_id, stage=last_stage,
+                    metrics={"stages": stage_metrics} | ({} if reward_only else {"eval": evaluation["win_rates"]}),
+                    lineage={"parent": parent.name, "round": plan.round_id, "round_number": plan.number,
+                             "region": scope_name(plan.region), "datasets": manifest["sha256"],
+                             "counts": manifest["counts"], "votes": manifest["votes"],
+                             "newest_round": manifest["newest_round"], "config": plan.config.to_dict(),
+                             "reward_model": str(rm_dest) if rm_dest else None, "reward_only": reward_only})
+                session.add(version)
+                try:
+                    session.flush()  # claims the name: a concurrent publish of it waits here, then fails
+                except IntegrityError as exc:
+                    raise ValidationError(f"model version {name} was published by another round at the same "
+                                          f"moment; round {plan.round_id} publishes nothing over it") from exc
+                for final, tmp in staged.items():
+                    _place(tmp, final)
+                    placed.append(final)
+                rnd.status, rnd.finished_at = JobStatus.succeeded, utcnow()
+                if reward_only:
+                    pairs: dict[str, int] = {}
+                    rnd.completed_stages = [*dict.fromkeys([*rnd.completed_stages, "publish"])]
+                    rnd.metrics = {**rnd.metrics, "version": name, "reward_only": True}
+                else:
+                    pairs = store_samples_and_pairs(session, evaluation, version, parent, base, plan)
+                    rnd.completed_stages = [*dict.fromkeys([*rnd.completed_stages, *POST_STAGES])]
+                    rnd.metrics = {**rnd.metrics, "eval": evaluation["win_rates"], "version": name,
+                                   "new_pairs": pairs}
+                session.add(AuditEvent(action="version.publish", entity="model_version", entity_id=version.id,
+                                       details={"round": plan.round_id, "parent": parent.name, "pairs": pairs,
+                                                "reward_only": reward_only}))
+                session.flush()
+            except BaseException:
+                # broad on purpose: whatever failed, the folders placed above are this attempt's, and removing them
+                # before the rollback releases the name means no other publish can have put anything there
+                for final in placed:
+                    shutil.rmtree(final, ignore_errors=True)
+                raise
+    finally:
+        for tmp in staged.values():
+            shutil.rmtree(tmp, ignore_errors=True)  # gone already once renamed into place
     return name
+
+
+def _stage_copy(source: str | Path, final: Path) -> Path:
+    """A copy of ``source`` in a temporary folder of this attempt's own, beside ``final`` (same file system)."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
+    shutil.copytree(source, tmp)
+    return tmp
+
+
+def _place(tmp: Path, final: Path) -> None:
+    """Rename ``tmp`` to ``final``, which must not exist: an existing folder is someone else's and stays as it is."""
+    if os.path.lexists(final):
+        raise ValidationError(f"{final} already exists but no model version owns it (left by an interrupted "
+                              "publish?); move it away, then resume the round")
+    os.rename(tmp, final)
 
 
 def round_summary(rnd: Round, job: Job | None = None) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from align.config import RL_ALGORITHMS, SECTIONS, STAGE_ORDER, RoundConfig, load
 from align.jobs import request_cancel
 from align.rounds import (
     POST_STAGES,
+    ROUNDS_ROLES,
     has_active_round,
     queue_resume,
     queue_round,
@@ -32,12 +33,12 @@ from align.rounds import (
     win_rate_text,
 )
 from collect.auth import CurrentUser, require
+from collect.markdown_text import escape_markdown
 from collect.overview import region_codes
 from collect.session_state import current_user
 from db.errors import AuthError, ConfigError, GeoAlignError, PermissionDenied
 from db.session import session_scope
 
-ROUNDS_ROLES = ("engineer", "admin")
 ROUNDS_SHOWN = 20  # newest rounds listed; older ones stay in the database and `geoalign jobs list`
 LOG_LINES = 40  # enough to see the last stage's messages and a traceback's end
 REFRESH_S = 5  # auto-refresh while a round is queued or running: a live loss curve, a light load on the database
@@ -180,11 +181,11 @@ def _act(action: Callable[[Session, CurrentUser], object], success: str) -> None
 
 
 def _cancel(job_id: int, label: str) -> None:
-    _act(lambda s, _u: request_cancel(s, job_id), f"Cancel requested for {label} (job {job_id}).")
+    _act(lambda s, u: request_cancel(s, u, job_id), f"Cancel requested for {label} (job {job_id}).")
 
 
 def _resume(round_id: int, label: str) -> None:
-    _act(lambda s, u: queue_resume(s, round_id, user_id=u.id),
+    _act(lambda s, u: queue_resume(s, u, round_id),
          f"{label} queued again; it continues after its last completed stage.")
 
 
@@ -193,7 +194,7 @@ def _queue(user: CurrentUser, region: str | None, stages: list[str], rl_algorith
         with st.spinner("Checking the config…"):
             config = build_config(text, stages, rl_algorithm)
         with session_scope() as session:
-            rnd, job = queue_round(session, region, config, user_id=user.id)
+            rnd, job = queue_round(session, user, region, config)
             number, job_id = rnd.number, job.id
     except GeoAlignError as exc:
         st.error(f"Nothing was queued: {exc}")
@@ -338,7 +339,7 @@ def render() -> None:
     try:
         user = require(current_user(), *ROUNDS_ROLES)
     except (AuthError, PermissionDenied) as exc:
-        st.error(f"The Rounds page is for ML engineers and admins: {exc}.")
+        st.error(f"The Rounds page is for ML engineers and admins: {escape_markdown(exc)}.")  # quotes the username
         return
     st.title("Rounds")
     st.caption("A round trains a new model version on the reviewers' votes: SFT → reward model → DPO → online RL "

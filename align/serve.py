@@ -4,22 +4,25 @@ region's voice with the version deployed to that region.
 The base model is loaded once; each region's deployed version is a LoRA adapter loaded beside it on first use
 (PEFT multi-adapter) and picked per request, so `geoalign deploy set` switches a region without a restart. Keys
 are scoped to regions (`geoalign keys add`); decoding parameters are validated by pydantic (422 with the field
-named); requests are size-limited (413) and time-limited (504). OpenAPI docs at ``/docs``.
+named); request bodies are size-limited as they arrive (413) and generation is time-limited (504, and the
+generation stops). OpenAPI docs at ``/docs``.
 """
 
 
-import asyncio
 import threading
+import time
 from contextlib import nullcontext
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi import Depends, FastAPI, Header, HTTPException
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine, select
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Send
+from starlette.types import Scope as ASGIScope
 
-from align.generate import Constraints, generate_constrained
+from align.generate import Constraints, Deadline, DeadlineExceeded, generate_constrained
 from align.sampling import DecodingParams, load_policy, render_all
 from collect.prompting import TASK_LABELS, BriefContext
 from db.apikeys import Scope, authenticate
@@ -71,6 +74,46 @@ class GenerateResponse(BaseModel):
     outputs: list[Output]
 
 
+class BodyLimit:
+    """ASGI middleware: a body over ``limit`` bytes is a 413, counted as it arrives (a chunked body has no
+    Content-Length), and a malformed Content-Length is a 400. The body is read, at most ``limit`` bytes of it,
+    before the app runs and then handed to it whole."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        lengths = [value for name, value in scope["headers"] if name.lower() == b"content-length"]
+        if len(lengths) > 1 or (lengths and not lengths[0].isdigit()):  # bytes.isdigit: ASCII digits only
+            await JSONResponse({"detail": "malformed Content-Length header: expected one whole number of bytes"},
+                               status_code=400)(scope, receive, send)
+            return
+        too_big = JSONResponse({"detail": f"request body over {self.limit} bytes"}, status_code=413)
+        if lengths and int(lengths[0]) > self.limit:
+            await too_big(scope, receive, send)
+            return
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away before sending the whole body
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.limit:  # stop reading here: the rest of the body is never parsed
+                await too_big(scope, receive, send)
+                return
+            more = message.get("more_body", False)
+        body = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+
+        async def replay() -> Message:
+            return body.pop() if body else await receive()
+
+        await self.app(scope, replay, send)
+
+
 class Policies:
     """The base model, loaded once, with one LoRA adapter per deployed version loaded on first use."""
 
@@ -82,8 +125,12 @@ class Policies:
         self.adapters: set[str] = set()
 
     def generate(self, base_model: str, version: str, adapter: str | None, contexts: list[BriefContext],
-                 params: DecodingParams, constraints: Constraints, seed: int) -> list[str]:
-        with self.lock:
+                 params: DecodingParams, constraints: Constraints, seed: int, deadline: float) -> list[str]:
+        """The texts for ``contexts``; ``DeadlineExceeded`` once ``time.monotonic()`` passes ``deadline``, whether
+        that happens while waiting for the model (nothing is generated) or while generating (stopped at once)."""
+        if not self.lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            raise DeadlineExceeded("the deadline passed while waiting for the model")
+        try:
             if self.model is None or self.base != base_model:
                 self.model, self.tokenizer = load_policy(base_model)
                 self.base, self.adapters = base_model, set()
@@ -102,25 +149,27 @@ class Policies:
             prompts = render_all(self.tokenizer, contexts)  # the chat template, as in training
             with base_only:
                 texts, _ = generate_constrained(model, self.tokenizer, prompts, params, constraints, seed,
-                                                batch_size=len(prompts), progress=False)
+                                                batch_size=len(prompts), progress=False, deadline=Deadline(deadline))
             return texts
+        finally:
+            self.lock.release()
+
+
+def bearer_token(authorization: str) -> str | None:
+    """The credentials of an ``Authorization: Bearer <key>`` header, the scheme in any case (RFC 7235), else None."""
+    scheme, _, credentials = authorization.strip().partition(" ")
+    return (credentials.strip() or None) if scheme.lower() == "bearer" else None
 
 
 def create_app(engine: Engine, max_batch: int = 32, timeout_s: float = 60.0) -> FastAPI:
     app = FastAPI(title="GeoAlign generation API", version="1",
                   description="Marketing copy in a region's voice, from the model version deployed to that region.")
-    policies = Policies()
-
-    @app.middleware("http")
-    async def limit_size(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length is not None and int(length) > MAX_BODY_BYTES:
-            return JSONResponse({"detail": f"request body over {MAX_BODY_BYTES} bytes"}, status_code=413)
-        return await call_next(request)
+    policies = app.state.policies = Policies()
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
 
     def scope(authorization: Annotated[str | None, Header()] = None,
               x_api_key: Annotated[str | None, Header()] = None) -> Scope:
-        token = x_api_key or (authorization.removeprefix("Bearer ").strip() if authorization else None)
+        token = x_api_key or (bearer_token(authorization) if authorization else None)
         if not token:
             raise HTTPException(401, "missing API key: send Authorization: Bearer <key> or X-API-Key",
                                 headers={"WWW-Authenticate": "Bearer"})
@@ -140,12 +189,14 @@ def create_app(engine: Engine, max_batch: int = 32, timeout_s: float = 60.0) -> 
         with session_scope(engine) as session:
             rows = session.execute(select(Region.code, ModelVersion.name).join(Deployment, Deployment.region_id ==
                                                                                Region.id)
-                                   .join(ModelVersion, Deployment.model_version_id == ModelVersion.id)).all()
+                                   .join(ModelVersion, Deployment.model_version_id == ModelVersion.id)
+                                   .order_by(Region.code)).all()
         return [{"region": code, "version": name} for code, name in rows if key.allows(code)]
 
     @app.post("/v1/generate", response_model=GenerateResponse)
     async def generate(body: GenerateRequest, key: Annotated[Scope, Depends(scope)]) -> GenerateResponse:
         """Copy for each brief, in the region's voice, under the region's and the request's term constraints."""
+        deadline = time.monotonic() + timeout_s
         if len(body.items) > max_batch:
             raise HTTPException(422, f"items: at most {max_batch} per request, got {len(body.items)}")
         if not key.allows(body.region):
@@ -170,10 +221,11 @@ def create_app(engine: Engine, max_batch: int = 32, timeout_s: float = 60.0) -> 
         params = DecodingParams(max_new_tokens=body.params.max_new_tokens, temperature=body.params.temperature,
                                 top_p=body.params.top_p)
         try:
-            texts = await asyncio.wait_for(run_in_threadpool(
-                policies.generate, version[1], version[0], version[2], contexts, params, constraints,
-                body.params.seed), timeout=timeout_s)
-        except TimeoutError:
+            # the worker thread cannot be cancelled from here, so the deadline travels with it and stops it: the 504
+            # goes out once the model is free again, within one decoding step of the timeout
+            texts = await run_in_threadpool(policies.generate, version[1], version[0], version[2], contexts, params,
+                                            constraints, body.params.seed, deadline)
+        except DeadlineExceeded:
             raise HTTPException(504, f"generation took longer than {timeout_s:g} s") from None
         except ValidationError as exc:  # e.g. max_new_tokens too short to spell the required terms
             raise HTTPException(422, str(exc)) from None

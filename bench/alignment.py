@@ -152,13 +152,14 @@ class Bench:
 
     def run_round(self, region: str, config) -> tuple[str, dict]:
         """Queue and run one round as a worker would; the published version's name and stage metrics."""
+        from align.cli import cli_actor
         from align.jobs import claim_job, run_job
         from align.rounds import queue_round
         from db.models import Job
         from db.session import session_scope
 
         with session_scope(self.engine) as session:
-            _, job = queue_round(session, region, config)
+            _, job = queue_round(session, cli_actor(session), region, config)
             job_id = job.id
         claim_job(self.engine, job_id, "bench")
         status = run_job(self.engine, job_id)

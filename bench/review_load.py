@@ -920,12 +920,13 @@ def time_dashboard(engine: Engine) -> dict[str, float]:
     reviewer quality). The first load after a bulk fill builds the running totals from every vote, once; it is
     printed apart, and the figures returned (their sum is the dashboard's time) are those of the next load, which
     is what a lead waits for from then on."""
+    from align.cli import cli_actor
     from rewards.dashboard import load_dashboard
 
     for attempt in ("first", "next"):
         with db_session.session_scope(engine) as session:  # committed: the totals it folds in are kept
             started = time.perf_counter()
-            timings = load_dashboard(session).timings
+            timings = load_dashboard(session, cli_actor(session)).timings
         if attempt == "first":
             print(f"  dashboard, first load after the fill (builds the running totals once): "
                   f"{time.perf_counter() - started:.1f} s")

@@ -38,6 +38,7 @@ def main() -> int:
     settings, demo_s = demo_home(args.home, "geoalign-bench-")
     home = settings.home
 
+    from align.cli import cli_actor
     from align.config import load_config
     from align.jobs import claim_job, run_job
     from align.rounds import queue_round, round_dir
@@ -52,7 +53,7 @@ def main() -> int:
           f"votes  [home {home}, base {settings.base_model}]")
 
     with session_scope(engine) as session:
-        rnd, job = queue_round(session, None if args.all else args.region,
+        rnd, job = queue_round(session, cli_actor(session), None if args.all else args.region,
                                load_config(Path(args.config) if args.config else None))
         round_id, job_id = rnd.id, job.id
     claim_job(engine, job_id, "bench")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from functools import cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -18,6 +19,12 @@ MIN_PASSWORD_LENGTH = 10
 
 def hash_password(password: str) -> str:
     return _hasher.hash(password)
+
+
+@cache
+def dummy_hash() -> str:
+    """A hash of no one's password, made like real ones, so checking an unknown user costs what a real one does."""
+    return _hasher.hash(secrets.token_urlsafe(16))
 
 
 def verify_password(password_hash: str, password: str) -> bool:
@@ -68,7 +75,7 @@ def create_user(session: Session, username: str, password: str, roles: list[str]
 
 
 def reset_password(session: Session, username: str, password: str) -> User:
-    """Give ``username`` a new password and lift any login lock."""
+    """Give ``username`` a new password, lift any login lock and end the user's live sessions."""
     user = session.scalar(select(User).where(User.username == username))
     if user is None:
         raise NotFound(f"unknown user {username!r}")
@@ -77,6 +84,7 @@ def reset_password(session: Session, username: str, password: str) -> User:
     user.password_hash = hash_password(password)
     user.failed_logins = 0
     user.locked_until = None
+    user.session_epoch = User.session_epoch + 1  # in SQL, so a concurrent change cannot undo it
     session.add(AuditEvent(action="reset_password", entity="user", entity_id=user.id, details={"username": username}))
     session.flush()
     return user
@@ -84,7 +92,10 @@ def reset_password(session: Session, username: str, password: str) -> User:
 
 def set_access(session: Session, username: str, roles: list[str] | None = None, regions: list[str] | None = None,
                active: bool | None = None) -> User:
-    """Change a user's roles, regions and/or active flag (None leaves that part as it is)."""
+    """Change a user's roles, regions and/or active flag (None leaves that part as it is).
+
+    Deactivating ends the user's live sessions; role and region changes reach them at their next page load.
+    """
     user = session.scalar(select(User).where(User.username == username, User.is_system.is_(False)))
     if user is None:
         raise NotFound(f"unknown user {username!r}")
@@ -99,6 +110,8 @@ def set_access(session: Session, username: str, roles: list[str] | None = None, 
         details["regions"] = list(regions)
     if active is not None:
         user.is_active = active
+        if not active:
+            user.session_epoch = User.session_epoch + 1
         details["active"] = active
     session.add(AuditEvent(action="set_access", entity="user", entity_id=user.id, details=details))
     session.flush()

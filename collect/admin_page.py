@@ -7,6 +7,7 @@ import streamlit as st
 
 from collect import admin
 from collect.auth import require
+from collect.markdown_text import escape_markdown
 from collect.session_state import current_user
 from db.errors import GeoAlignError
 from db.models import Role
@@ -15,14 +16,17 @@ from db.session import session_scope
 ROLES = [r.value for r in Role]
 
 
-def _do(action, success: str) -> None:
+def _do(action, success: str, show_result: bool = False) -> None:
+    """Run ``action`` in one transaction and report it; ``show_result`` shows what it returned (a new password)."""
     try:
         with session_scope() as session:
             result = action(session)
     except GeoAlignError as exc:
-        st.error(str(exc))
+        st.error(escape_markdown(exc))  # messages quote usernames and tag names
         return
-    st.success(success.format(result=result))
+    st.success(success)
+    if show_result:
+        st.code(result, language=None)  # exact and copyable, never read as Markdown
 
 
 def render() -> None:
@@ -43,7 +47,7 @@ def render() -> None:
             regs = st.multiselect("Regions", codes, key="admin_new_regions")
             if st.form_submit_button("Add user"):
                 _do(lambda s: admin.add_user(s, actor, name, roles, regs),
-                    f"Created {name}. Password (shown once): {{result}}")
+                    f"Created {escape_markdown(name.strip())}. Password (shown once):", show_result=True)
         if users:
             st.subheader("Change a user")
             who = st.selectbox("User", [u["username"] for u in users], key="admin_edit_user")
@@ -55,10 +59,11 @@ def render() -> None:
                                       key="admin_edit_regions")
                 active = st.checkbox("Active", value=row["active"], key="admin_edit_active")
                 if st.form_submit_button("Save"):
-                    _do(lambda s: admin.update_user(s, actor, who, roles, regs, active), f"Saved {who}")
-            if st.button(f"Reset password of {who}", key="admin_reset"):
+                    _do(lambda s: admin.update_user(s, actor, who, roles, regs, active),
+                        f"Saved {escape_markdown(who)}")
+            if st.button(f"Reset password of {escape_markdown(who)}", key="admin_reset"):
                 _do(lambda s: admin.reset_user_password(s, actor, who),
-                    f"New password for {who} (shown once): {{result}}")
+                    f"New password for {escape_markdown(who)} (shown once):", show_result=True)
     with t_regions:
         if regions:
             st.dataframe(pd.DataFrame(regions), hide_index=True, use_container_width=True)
@@ -73,8 +78,9 @@ def render() -> None:
             label = c2.text_input("Label", key="admin_tag_label")
             description = st.text_input("Description", key="admin_tag_description")
             if st.form_submit_button("Add tag"):
-                _do(lambda s: admin.add_vocabulary_tag(s, actor, name, label, description), f"Added tag {name}")
+                _do(lambda s: admin.add_vocabulary_tag(s, actor, name, label, description),
+                    f"Added tag {escape_markdown(name)}")
         if tags:
             gone = st.selectbox("Remove an unused tag", [t["name"] for t in tags], key="admin_tag_remove")
             if st.button("Remove tag", key="admin_tag_remove_go"):
-                _do(lambda s: admin.remove_vocabulary_tag(s, actor, gone), f"Removed tag {gone}")
+                _do(lambda s: admin.remove_vocabulary_tag(s, actor, gone), f"Removed tag {escape_markdown(gone)}")

@@ -1,34 +1,32 @@
 """Logging in, sessions and role checks. Page functions call ``require`` so authorization never rests on hidden pages.
 
 Failed logins are rate-limited per account: after ``MAX_FAILURES`` in a row the account is locked for
-``LOCK_MINUTES``; the error never says whether the username exists.
+``LOCK_MINUTES``. Every refusal (unknown user, wrong password, locked, deactivated or system account) gives the same
+message after the same argon2 work, so neither the error nor its timing says whether a username exists.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import select
+from sqlalchemy import case, literal, or_, select, update
 from sqlalchemy.orm import Session
 
-from collect.accounts import verify_password
+from collect.accounts import dummy_hash, verify_password
 from db.errors import AuthError, PermissionDenied
 from db.models import AuditEvent, User
+from db.settings import get_settings
 
 MAX_FAILURES = 5
 LOCK_MINUTES = 15
-SESSION_MINUTES = int(os.environ.get("GEOALIGN_SESSION_MINUTES", "480"))  # a working day, then log in again
+LOGIN_FAILED = (f"invalid username or password, or the account is locked or deactivated (after {MAX_FAILURES} "
+                f"failed attempts an account is locked for {LOCK_MINUTES} minutes; an admin can reset it)")
+SESSION_ENDED = "your session ended because your password or access changed: please log in again"
 
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes for timezone-aware columns; they were stored as UTC.
-    return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
 
 
 @dataclass(frozen=True)
@@ -41,6 +39,7 @@ class CurrentUser:
     regions: tuple[str, ...]  # region codes, sorted
     region_ids: tuple[int, ...]
     expires_at: datetime
+    session_epoch: int = 0  # the user's epoch at login: a credential change bumps it and ends this session
 
     def has(self, role: str) -> bool:
         return role in self.roles
@@ -54,7 +53,8 @@ def _current(user: User, now: datetime) -> CurrentUser:
     regions = sorted(user.regions, key=lambda r: r.code)
     return CurrentUser(id=user.id, username=user.username, roles=frozenset(user.role_names),
                        regions=tuple(r.code for r in regions), region_ids=tuple(r.id for r in regions),
-                       expires_at=now + timedelta(minutes=SESSION_MINUTES))
+                       expires_at=now + timedelta(minutes=get_settings().session_minutes),
+                       session_epoch=user.session_epoch)
 
 
 def act_as_system(user: User) -> CurrentUser:
@@ -64,38 +64,59 @@ def act_as_system(user: User) -> CurrentUser:
     return _current(user, _now())
 
 
+def _claim_attempt(session: Session, username: str, now: datetime) -> tuple[int, bool] | None:
+    """Count one login attempt before its password is checked: (user id, whether this attempt locked the account),
+    or None when no person has that name or the account is locked.
+
+    One UPDATE, so concurrent attempts cannot lose counts: at most ``MAX_FAILURES`` attempts per lock period
+    get a password check, however many arrive at once. A success resets the count.
+    """
+    reached = User.failed_logins + 1 >= MAX_FAILURES
+    until = literal(now + timedelta(minutes=LOCK_MINUTES), User.locked_until.type)
+    row = session.execute(
+        update(User)
+        .where(User.username == username, User.is_system.is_(False),
+               or_(User.locked_until.is_(None), User.locked_until <= now))
+        .values(failed_logins=case((reached, 0), else_=User.failed_logins + 1),
+                locked_until=case((reached, until), else_=None))
+        .returning(User.id, User.locked_until)
+        .execution_options(synchronize_session=False)
+    ).first()
+    # committed before the slow password check, so concurrent attempts see it (and SQLite's write lock is free)
+    session.commit()
+    return None if row is None else (row.id, row.locked_until is not None)
+
+
 def login(session: Session, username: str, password: str, now: datetime | None = None) -> CurrentUser:
-    """Check credentials and return the session's user; raises AuthError with a message fit for the page."""
+    """Check credentials and return the session's user; any refusal raises AuthError(LOGIN_FAILED)."""
     now = now or _now()
-    user = session.scalar(select(User).where(User.username == username.strip()))
-    if user is None or user.is_system:
-        raise AuthError("invalid username or password")
-    locked_until = _aware(user.locked_until)
-    if locked_until is not None and locked_until > now:
-        minutes = max(1, int((locked_until - now).total_seconds() // 60) + 1)
-        raise AuthError(f"too many failed attempts: try again in {minutes} minutes or ask an admin to reset")
-    if not verify_password(user.password_hash, password):
-        user.failed_logins += 1
-        if user.failed_logins >= MAX_FAILURES:
-            user.locked_until = now + timedelta(minutes=LOCK_MINUTES)
-            user.failed_logins = 0
-            session.add(AuditEvent(user_id=user.id, action="login_locked", entity="user", entity_id=user.id))
-        session.commit()  # the failure must count even though the caller's transaction ends in an error
-        raise AuthError("invalid username or password")
-    if not user.is_active:
-        raise AuthError("this account is deactivated: ask an admin")
-    user.failed_logins = 0
-    user.locked_until = None
+    username = username.strip()
+    claim = _claim_attempt(session, username, now)
+    user = session.scalar(select(User).where(User.username == username, User.is_system.is_(False)))
+    # always exactly one argon2 check: an unknown name costs what a wrong password does
+    password_ok = verify_password(user.password_hash if user is not None else dummy_hash(), password)
+    if claim is None or user is None or not password_ok or not user.is_active:
+        if claim is not None and claim[1]:
+            session.add(AuditEvent(user_id=claim[0], action="login_locked", entity="user", entity_id=claim[0]))
+            session.commit()  # the caller's transaction ends in the error below
+        raise AuthError(LOGIN_FAILED)
+    session.execute(update(User).where(User.id == user.id).values(failed_logins=0, locked_until=None)
+                    .execution_options(synchronize_session=False))
     session.add(AuditEvent(user_id=user.id, action="login", entity="user", entity_id=user.id))
     session.flush()
     return _current(user, now)
 
 
 def refresh(session: Session, current: CurrentUser) -> CurrentUser:
-    """Re-read roles and regions (an admin may have changed them); the session's expiry is kept."""
+    """Re-read roles and regions (an admin may have changed them); the session's expiry is kept.
+
+    Refuses a session from before the user's last credential change (password reset, deactivation).
+    """
     user = session.get(User, current.id)
     if user is None or not user.is_active:
         raise AuthError("this account no longer exists or is deactivated")
+    if user.session_epoch != current.session_epoch:
+        raise AuthError(SESSION_ENDED)
     fresh = _current(user, _now())
     return CurrentUser(**{**fresh.__dict__, "expires_at": current.expires_at})
 

@@ -16,7 +16,7 @@ from collect.auth import CurrentUser, require
 from collect.datasets import DatasetFilter, preference_rows, sft_rows
 from collect.export import write_rows
 from collect.gold import create_gold_pair, gold_pairs, prompt_options
-from collect.ingest import KINDS, TASK_TYPES, ImportReport, import_file
+from collect.ingest import KINDS, TASK_TYPES, ImportReport, import_file, rejects_jsonl
 from collect.overview import region_codes
 from collect.prompting import PROMPT_FORMATS
 from collect.session_state import current_user
@@ -36,8 +36,10 @@ def import_upload(
     region: str | None = None,
     task_type: str | None = None,
     dry_run: bool = True,
+    skip_invalid: bool = False,
 ) -> ImportReport:
-    """Import uploaded bytes as if they were the file ``name`` (its suffix picks the reader)."""
+    """Import uploaded bytes as if they were the file ``name`` (its suffix picks the reader); with ``skip_invalid``
+    the valid rows are imported and ``report.rejects`` holds the others."""
     require(actor, *DATA_ROLES)
     suffix = Path(name).suffix.lower()
     with tempfile.TemporaryDirectory() as tmp:
@@ -46,9 +48,12 @@ def import_upload(
         with session_scope() as session:
             ensure_default_tags(session)
             report = import_file(
-                session, path, kind, region=region, task_type=task_type, dry_run=dry_run, source=Path(name).name
+                session, path, kind, region=region, task_type=task_type, dry_run=dry_run, source=Path(name).name,
+                skip_invalid=skip_invalid,
             )
     report.file = Path(name).name if suffix else name
+    # the temporary path means nothing to the uploader: name their file in the rejects too
+    report.rejects = [(report.file, *reject[1:]) for reject in report.rejects]
     return report
 
 
@@ -88,6 +93,15 @@ def _show_report(report: ImportReport) -> None:
             "Scrubbed per type (values are never stored): "
             + ", ".join(f"{k} {v}" for k, v in sorted(report.pii.items()))
         )
+    if report.rejects:
+        st.warning(f"{report.rejected} invalid rows were skipped; download them to fix and import again.")
+        st.dataframe(
+            pd.DataFrame([r[:4] for r in report.rejects], columns=["file", "row", "field", "problem"]),
+            hide_index=True, use_container_width=True,
+        )
+        name = f"{Path(report.file).stem}.rejects.jsonl"
+        st.download_button(f"Download the rejected rows ({name})", rejects_jsonl(report), file_name=name,
+                           key="data_rejects_download")
 
 
 def render_import(actor: CurrentUser) -> None:
@@ -118,12 +132,17 @@ def render_import(actor: CurrentUser) -> None:
     if upload is None:
         st.caption("JSONL, JSON, CSV or Parquet. Hugging Face dataset directories: `geoalign import … DIR`.")
         return
+    skip_invalid = st.checkbox(
+        "Skip invalid rows", key="data_skip_invalid",
+        help="Import the valid rows and list the invalid ones for download, instead of importing nothing.",
+    )
     b1, b2 = st.columns(2)
     dry, real = b1.button("Validate (dry run)", key="data_dry"), b2.button("Import", type="primary", key="data_go")
     if not (dry or real):
         return
     try:
-        report = import_upload(actor, upload.name, upload.getvalue(), kind, region, task_type, dry_run=not real)
+        report = import_upload(actor, upload.name, upload.getvalue(), kind, region, task_type, dry_run=not real,
+                               skip_invalid=skip_invalid)
     except ValidationError as exc:
         st.error(f"Nothing was imported: {str(exc).split(';')[0]}")
         if exc.problems:
@@ -180,7 +199,7 @@ def render_gold(actor: CurrentUser) -> None:
     c1, c2 = st.columns([1, 3])
     region = c1.selectbox("Region", regions, key="gold_region")
     with session_scope() as session:
-        briefs = dict(prompt_options(session, region))
+        briefs = dict(prompt_options(session, actor, region))
     if not briefs:
         st.caption(f"No prompts in {region} yet.")
     else:
@@ -197,7 +216,7 @@ def render_gold(actor: CurrentUser) -> None:
             else:
                 st.success(f"Gold pair {pair_id} is stored; reviewers of {region} will meet it in their queues.")
     with session_scope() as session:
-        pairs = gold_pairs(session, region)
+        pairs = gold_pairs(session, actor, region)
     if pairs:
         st.dataframe(pd.DataFrame(pairs), hide_index=True, use_container_width=True,
                      column_config={"accuracy": st.column_config.NumberColumn(format="percent")})

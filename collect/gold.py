@@ -155,12 +155,14 @@ def _votes_changed_meaning(session: Session, pair: Pair) -> None:
         rollups.request_rebuild(session)
 
 
-def gold_pairs(session: Session, region: str | None = None) -> list[dict]:
+def gold_pairs(session: Session, actor: CurrentUser | None, region: str | None = None) -> list[dict]:
     """Gold pairs (newest first), optionally of one region, with reviewer votes so far and their accuracy.
 
-    Keys: id, region, brief, a, b (the two texts in stored orientation), gold_choice, votes (reviewer votes, the
-    import account's excluded), correct, accuracy (correct / votes; None before the first vote).
+    Engineers and admins only: the answers are what reviewers are measured against. Keys: id, region, brief, a, b
+    (the two texts in stored orientation), gold_choice, votes (reviewer votes, the import account's excluded),
+    correct, accuracy (correct / votes; None before the first vote).
     """
+    require(actor, *GOLD_ROLES)
     stmt = (select(Pair, Region.code).join(Region, Pair.region_id == Region.id).where(Pair.is_gold)
             .order_by(Pair.id.desc()))
     if region is not None:
@@ -181,8 +183,9 @@ def gold_pairs(session: Session, region: str | None = None) -> list[dict]:
     return out
 
 
-def prompt_options(session: Session, region: str) -> list[tuple[int, str]]:
+def prompt_options(session: Session, actor: CurrentUser | None, region: str) -> list[tuple[int, str]]:
     """(prompt id, "task: brief") for every prompt of ``region``, for picking the brief of a new gold pair."""
+    require(actor, *GOLD_ROLES)
     rows = session.execute(select(Prompt.id, Prompt.task_type, Prompt.text).join(Region, Prompt.region_id == Region.id)
                            .where(Region.code == region).order_by(Prompt.id)).all()
     return [(pid, f"{TASK_LABELS[task.value]}: {text}") for pid, task, text in rows]

@@ -1,8 +1,9 @@
 """Import regions, gold examples, prompts and preference pairs: validate everything, scrub PII, then write it all
 in the caller's transaction.
 
-Every problem is reported with file, row and field; one bad row imports nothing. Duplicates (by content hash,
-per region) are skipped and counted, so importing the same file twice changes nothing.
+Every problem is reported with file, row and field; one bad row imports nothing, unless ``skip_invalid`` asks to
+import the valid rows and hand back the others (see :func:`write_rejects`). Duplicates (by content hash, per region)
+are skipped and counted, so importing the same file twice changes nothing.
 
     with session_scope() as session:
         report = import_file(session, Path("gold.jsonl"), kind="examples", region="en-GB-manchester")
@@ -10,9 +11,11 @@ per region) are skipped and counted, so importing the same file twice changes no
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +26,7 @@ from sqlalchemy.orm import Session
 from collect.layouts import LayoutError, normalise
 from collect.pii import scrub
 from collect.prompting import MONTHS
-from collect.readers import read_records
+from collect.readers import read_records, read_rows
 from collect.splits import assign_splits_by_content, content_hash
 from db.errors import NotFound, ValidationError
 from db.models import (
@@ -45,11 +48,16 @@ from db.models import (
     Vote,
     example_tags,
 )
+from db.names import is_valid_name
 
 log = logging.getLogger(__name__)
 
 KINDS = ("examples", "prompts", "preferences")
 MAX_TEXT_CHARS = 20_000  # marketing copy is short; longer text is almost always a column mix-up
+# C0/C1 control characters other than tab and line breaks, and unpaired surrogates: no copy holds them, PostgreSQL
+# refuses NUL in text, and a lone surrogate cannot be encoded as UTF-8 by either database driver.
+_UNSTORABLE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+_MONTH = re.compile(r"[0-9]{1,2}")  # ASCII only: str.isdigit() also accepts "²" and "٣", which int() refuses
 TASK_TYPES = [t.value for t in TaskType]
 EXTERNAL_VERSION = "external"  # the model version imported generations are attributed to
 IMPORT_USER = "import"  # the system account imported preference votes are attributed to
@@ -60,6 +68,7 @@ REGION_FIELDS = {
 CHUNK = 5_000  # rows per IN (...) lookup: well under SQLite's bound-parameter limit
 
 Problem = tuple[str, int | None, str | None, str]
+Reject = tuple[str, int | None, str | None, str, Any]  # a Problem and what the file held there (line or record)
 
 
 @dataclass
@@ -79,6 +88,10 @@ class ImportReport:
     layouts: Counter = field(default_factory=Counter)
     pii: Counter = field(default_factory=Counter)
     dry_run: bool = False
+    rejected: int = 0  # rows left out by ``skip_invalid``
+    # (file, row, field, reason, what the file held) per problem of a rejected row: for write_rejects only, never
+    # in as_dict (which goes into the audit log), since it holds the rows as read, PII and all
+    rejects: list[Reject] = field(default_factory=list, repr=False)
 
     @property
     def created(self) -> int:
@@ -91,15 +104,17 @@ class ImportReport:
         splits = ", ".join(f"{k} {self.splits[k]}" for k in ("train", "val", "test"))
         pii = ", ".join(f"{k} {v}" for k, v in sorted(self.pii.items())) or "none"
         layouts = f"; layouts: {dict(self.layouts)}" if self.layouts else ""
+        rejected = f"; {self.rejected} invalid rows skipped" if self.rejected else ""
         return (f"{self.file}: {self.rows} rows read; {verb} {self.created} {noun} with {self.prompts_created} new "
-                f"prompts ({splits}); {self.duplicates_skipped} duplicates skipped; PII scrubbed: {pii}{layouts}")
+                f"prompts ({splits}); {self.duplicates_skipped} duplicates skipped{rejected}; PII scrubbed: "
+                f"{pii}{layouts}")
 
     def as_dict(self) -> dict[str, Any]:
         return {"file": self.file, "kind": self.kind, "rows": self.rows, "created": self.created,
                 "prompts_created": self.prompts_created, "prompts_existing": self.prompts_existing,
                 "duplicates_skipped": self.duplicates_skipped, "splits": dict(self.splits),
                 "regions": dict(self.regions), "layouts": dict(self.layouts), "pii": dict(self.pii),
-                "dry_run": self.dry_run}
+                "rejected": self.rejected, "dry_run": self.dry_run}
 
 
 def _chunks(items: list, size: int = CHUNK) -> Iterator[list]:
@@ -137,6 +152,11 @@ def import_regions(session: Session, path: Path, dry_run: bool = False) -> list[
     path = Path(path)
     rows = read_records(path)
     problems = [p for obj in rows for p in _validate_region(obj, str(path))]
+    # a code becomes folder and version names (adapters/<code>-r1): one pattern, checked before anything is stored
+    problems += [(str(path), obj.get("_row"), "code", f"{obj['code']!r} is not a valid region code: use 1-64 "
+                  "letters, digits and hyphens, starting with a letter or digit (e.g. en-GB-manchester)")
+                 for obj in rows if isinstance(obj.get("code"), str) and obj["code"]
+                 and not is_valid_name(obj["code"])]
     if problems:
         raise ValidationError(f"{path}: {len(problems)} problems, nothing imported", problems)
     codes, changed = [], []
@@ -171,12 +191,11 @@ def _tags_of(value: Any) -> list[str] | None:
     if isinstance(value, str):  # CSV: "a;b" or a JSON list
         value = value.strip()
         if value.startswith("["):
-            import json
-
             try:
-                return _tags_of(json.loads(value))
-            except json.JSONDecodeError:
+                parsed = json.loads(value)
+            except (ValueError, RecursionError):  # not JSON, a number too long for int(), or nested too deep
                 return None
+            return _tags_of(parsed) if isinstance(parsed, list) else None
         return [t.strip() for t in value.replace(",", ";").split(";") if t.strip()]
     return None
 
@@ -186,10 +205,31 @@ def _text(obj: dict[str, Any], name: str, problems: list[Problem], file: str) ->
     if not isinstance(value, str) or not value.strip():
         problems.append((file, obj["_row"], name, "missing or empty"))
         return None
-    if len(value) > MAX_TEXT_CHARS:
-        problems.append((file, obj["_row"], name, f"{len(value)} characters, over the {MAX_TEXT_CHARS} limit"))
+    message = _text_problem(value)
+    if message is not None:
+        problems.append((file, obj["_row"], name, message))
         return None
     return value
+
+
+def _text_problem(value: str) -> str | None:
+    """Why ``value`` cannot be stored as text, or None."""
+    if len(value) > MAX_TEXT_CHARS:
+        return f"{len(value)} characters, over the {MAX_TEXT_CHARS} limit"
+    bad = _UNSTORABLE.search(value)
+    if bad is not None:
+        what = "an unpaired surrogate" if "\ud800" <= bad.group() <= "\udfff" else "a control character"
+        return f"holds {what} (U+{ord(bad.group()):04X}) at character {bad.start() + 1}; remove it"
+    return None
+
+
+def _month_number(value: Any) -> int | None:
+    """The month 1-12 in an int or a string of ASCII digits, else None."""
+    if isinstance(value, str) and _MONTH.fullmatch(value):
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 12:
+        return value
+    return None
 
 
 def _validate_row(obj, kind, file, region, task_type, regions, tags, problems) -> dict[str, Any] | None:
@@ -209,11 +249,10 @@ def _validate_row(obj, kind, file, region, task_type, regions, tags, problems) -
     month = obj.get("month")
     if month in (None, ""):
         month = None
-    elif isinstance(month, bool) or not (isinstance(month, int) or (isinstance(month, str) and month.isdigit())) \
-            or not 1 <= int(month) <= 12:
+    elif (number := _month_number(month)) is None:
         problems.append((file, row, "month", f"{month!r} is not a month number 1-12"))
     else:
-        month = int(month)
+        month = number
     clean: dict[str, Any] = {"row": row, "region": code, "task_type": task, "month": month}
     if kind == "preferences":
         try:
@@ -224,8 +263,8 @@ def _validate_row(obj, kind, file, region, task_type, regions, tags, problems) -
             for name, value in (("prompt", prompt), ("chosen", chosen), ("rejected", rejected)):
                 if not value.strip():
                     problems.append((file, row, name, "empty after splitting off the prompt"))
-                elif len(value) > MAX_TEXT_CHARS:
-                    problems.append((file, row, name, f"{len(value)} characters, over the {MAX_TEXT_CHARS} limit"))
+                elif (message := _text_problem(value)) is not None:
+                    problems.append((file, row, name, message))
             if chosen.strip() == rejected.strip():
                 problems.append((file, row, "rejected", "identical to chosen"))
             clean |= {"prompt": prompt, "chosen": chosen, "rejected": rejected}
@@ -251,13 +290,40 @@ def _validate_row(obj, kind, file, region, task_type, regions, tags, problems) -
 # ---------------------------------------------------------------------------------------------------- import
 
 
+def validate_file(path: Path, kind: str, region: str | None, task_type: str | None, regions: Mapping[str, Any],
+                  tags: Mapping[str, Any], skip_invalid: bool = False
+                  ) -> tuple[int, list[dict[str, Any]], list[Reject]]:
+    """Read and check ``path`` against the known ``regions`` and ``tags`` (by name) without a database: the rows
+    read, the clean rows and the rejects (empty unless ``skip_invalid``; otherwise any invalid row raises)."""
+    file = str(path)
+    rows, unreadable = read_rows(path)
+    if not rows and not unreadable:
+        raise ValidationError(f"{file}: no rows to import")
+    rejects: list[Reject] = [(*problem, line) for problem, line in unreadable]
+    clean = []
+    for obj in rows:
+        problems: list[Problem] = []
+        c = _validate_row(obj, kind, file, region, task_type, regions, tags, problems)
+        if c is not None:
+            clean.append(c)
+        rejects.extend((*p, {k: v for k, v in obj.items() if k != "_row"}) for p in problems)
+    rejects.sort(key=lambda r: r[1] or 0)
+    if rejects and not skip_invalid:
+        raise ValidationError(f"{file}: {len(rejects)} problems in {len(rows) + len(unreadable)} rows, nothing "
+                              "imported", [r[:4] for r in rejects])
+    return len(rows) + len(unreadable), clean, rejects
+
+
 def import_file(session: Session, path: Path, kind: str = "examples", region: str | None = None,
-                task_type: str | None = None, dry_run: bool = False, source: str | None = None) -> ImportReport:
+                task_type: str | None = None, dry_run: bool = False, source: str | None = None,
+                skip_invalid: bool = False) -> ImportReport:
     """Import ``path`` as ``kind`` (examples, prompts or preferences) and report what was (or would be) stored.
 
     Rows need ``task_type`` (or ``task_type`` argument) and ``region`` (or ``region`` argument); examples need
     ``prompt`` and ``completion`` (plus optional ``tags``, ``month``); prompts need ``prompt``; preferences use
-    any layout of :mod:`collect.layouts` (plus optional ``strength``: slight/clear).
+    any layout of :mod:`collect.layouts` (plus optional ``strength``: slight/clear). One invalid row imports
+    nothing, unless ``skip_invalid``: then the valid rows are imported and ``report.rejects`` lists the others
+    (write them with :func:`write_rejects`). A problem with the file as a whole always imports nothing.
     """
     if kind not in KINDS:
         raise ValidationError(f"unknown import kind {kind!r}; choose from {KINDS}")
@@ -270,21 +336,15 @@ def import_file(session: Session, path: Path, kind: str = "examples", region: st
         raise NotFound(f"unknown region {region!r}; known: {known}")
     if task_type is not None and task_type not in TASK_TYPES:
         raise ValidationError(f"unknown task type {task_type!r}; choose from {TASK_TYPES}")
-    rows = read_records(path)
-    if not rows:
-        raise ValidationError(f"{file}: no rows to import")
-
-    problems: list[Problem] = []
-    clean = [c for obj in rows if (c := _validate_row(obj, kind, file, region, task_type, regions, tags, problems))]
-    if problems:
-        raise ValidationError(f"{file}: {len(problems)} problems in {len(rows)} rows, nothing imported", problems)
-
-    report = ImportReport(file=file, kind=kind, rows=len(clean), dry_run=dry_run)
+    read, clean, rejects = validate_file(path, kind, region, task_type, regions, tags, skip_invalid)
+    report = ImportReport(file=file, kind=kind, rows=read, dry_run=dry_run, rejected=len({r[1] for r in rejects}),
+                          rejects=rejects)
     # A dry run does the real work inside a savepoint and rolls it back: its report is exactly what a real
     # import would do, duplicates against the database included.
     savepoint = session.begin_nested() if dry_run else None
     try:
-        _write(session, clean, kind, regions, tags, source or path.name, report)
+        if clean:  # skip_invalid may leave nothing valid: then the report and the rejects are the result
+            _write(session, clean, kind, regions, tags, source or path.name, report)
     finally:
         if savepoint is not None:
             savepoint.rollback()
@@ -293,6 +353,35 @@ def import_file(session: Session, path: Path, kind: str = "examples", region: st
         session.flush()
     log.info(report.summary())
     return report
+
+
+def rejects_jsonl(report: ImportReport) -> bytes:
+    """The rows ``skip_invalid`` left out as JSON Lines: one line per problem, with the file, row, field, reason and
+    the row as read (``record``; ``line`` for a line that was not JSON). The rows are unscrubbed: treat the bytes
+    like the input file.
+
+    Example line: ``{"file": "hh.jsonl", "row": 7, "field": "chosen", "reason": "missing or empty", "record": {…}}``
+    """
+    lines = []
+    for file, row, field_, reason, held in report.rejects:
+        entry: dict[str, Any] = {"file": file, "row": row, "field": field_, "reason": reason}
+        entry["line" if isinstance(held, str) else "record"] = held
+        # default=str: Parquet rows may hold dates, decimals or bytes
+        lines.append(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
+    # a lone surrogate, which UTF-8 cannot hold, is written as its \uXXXX escape: still valid JSON
+    return "".join(lines).encode("utf-8", "backslashreplace")
+
+
+def write_rejects(report: ImportReport, path: Path) -> Path:
+    """Write :func:`rejects_jsonl` to ``path`` atomically; returns ``path``."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_bytes(rejects_jsonl(report))
+        tmp.replace(path)
+    except OSError as exc:
+        raise ValidationError(f"{path}: cannot write the rejects file ({exc.strerror or exc})") from exc
+    return path
 
 
 def _write(session, clean, kind, regions, tags, source, report) -> None:

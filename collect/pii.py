@@ -4,7 +4,10 @@
     # text == "Call Jo on [PHONE] or [EMAIL]", found == Counter({"PHONE": 1, "EMAIL": 1})
 
 Every candidate is validated (Luhn, IBAN mod 97, ``ipaddress``, phonenumbers metadata) rather than matched by
-shape alone, so prices, dates, times, postcodes, hashtags, @handles and business URLs in marketing copy survive.
+shape alone, so prices, dates, times, postcodes, hashtags, @handles, business URLs and version numbers in marketing
+copy survive. Phone numbers the plan calls possible but not valid (reserved or not yet allocated ranges, such as
+UK mobiles 07700 900xxx) are scrubbed too when they are written like phone numbers: full length, with a ``+``, a
+trunk prefix or a bracketed area code.
 The counter holds only counts per type, never the values themselves.
 """
 
@@ -26,6 +29,11 @@ PII_TYPES = ("EMAIL", "IBAN", "CARD", "IP", "PHONE")
 # collect from; international (+…) numbers are found whatever the region.
 SUPPORTED_REGIONS = ("GB", "US", "AU", "DE", "ES", "MX")
 MIN_PHONE_DIGITS = 6  # the shortest callable numbers in these plans (AU "13 xx xx") have six digits
+# A number the plan does not call valid needs the shape of one instead: at least this many digits (a national
+# number of 9+ digits after its 0 or 1) and a phone-only start. Shorter ones are order numbers and codes.
+MIN_POSSIBLE_DIGITS = 10
+_PHONE_START = re.compile(r"\+|\(|0|1[ .-]")  # international, bracketed area code, trunk 0 (GB/AU/DE), NANP "1-"
+_VERSION_BEFORE = re.compile(r"\b(?:v|ver|version|versi[oó]n|release|build|firmware)\.?:?\s*$", re.IGNORECASE)
 
 # Something must stand before the '@', which keeps social handles ("@CafeAncoats") out.
 _EMAIL = re.compile(r"(?<![\w.%+-])[\w.%+-]+@[\w-]+(?:\.[\w-]+)*\.[^\W\d_]{2,}(?![\w-])")
@@ -50,7 +58,7 @@ def scrub(text: str, region_country: str | None = None) -> tuple[str, Counter]:
     text = _replace_ibans(text, found)
     text = _replace_cards(text, found)
     text = _replace_ipv6(text, found)
-    text = _sub(_IPV4, text, "IP", found, _is_ip)
+    text = _replace_ipv4(text, found)
     text = _replace_phones(text, region_country, found)
     return text, found
 
@@ -123,6 +131,17 @@ def _is_card(groups: list[str]) -> bool:
     return 13 <= len(digits) <= 19 and digits[0] in "23456" and grouped and luhn.is_valid(digits)
 
 
+def _replace_ipv4(text: str, found: Counter) -> str:
+    def repl(m: re.Match) -> str:
+        # "Version 1.2.3.4" is a dotted quad too; what stands before it says which one it is
+        if not _is_ip(m.group()) or _VERSION_BEFORE.search(text, max(0, m.start() - 12), m.start()):
+            return m.group()
+        found["IP"] += 1
+        return "[IP]"
+
+    return _IPV4.sub(repl, text)
+
+
 def _replace_ipv6(text: str, found: Counter) -> str:
     def repl(m: re.Match) -> str:
         # Sentence punctuation sticks to the candidate ("…::1." or "host 2001:db8::1:"), so peel it off.
@@ -176,11 +195,29 @@ def _phone_spans(text: str, region: str) -> list[tuple[int, int]]:
     # days"), so also read each digit run from its start, dropping trailing groups until a whole number is left.
     for run in _PHONE_RUN.finditer(text):
         if sum(ch.isdigit() for ch in run.group()) >= 7:
-            for end in reversed([g.end() for g in re.finditer(r"\d+", run.group())]):
+            ends = [g.end() for g in re.finditer(r"\d+", run.group())]
+            for end in reversed(ends):
                 if _is_whole_phone(run.group()[:end], region):
                     spans.append((run.start(), run.start() + end))
                     break
+            else:
+                # shortest first: in variable-length plans (DE) a longer reading would swallow a following number
+                end = next((end for end in ends if _is_possible_phone(run.group()[:end], region)), None)
+                if end is not None:
+                    spans.append((run.start(), run.start() + end))
     return spans
+
+
+def _is_possible_phone(candidate: str, region: str) -> bool:
+    """A number of the right length for ``region``'s plan, written as only phone numbers are (see the module
+    docstring), even if the plan does not call it valid."""
+    if sum(ch.isdigit() for ch in candidate) < MIN_POSSIBLE_DIGITS or not _PHONE_START.match(candidate):
+        return False
+    try:
+        number = phonenumbers.parse(candidate, region)
+    except phonenumbers.NumberParseException:
+        return False
+    return phonenumbers.is_possible_number(number)
 
 
 def _is_whole_phone(candidate: str, region: str) -> bool:

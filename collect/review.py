@@ -20,7 +20,7 @@ from collect.prompting import TASK_LABELS, BriefContext
 from collect.scheduler import next_assignment, open_assignments, unseen_pairs
 from collect.splits import content_hash
 from db.errors import NotFound, PermissionDenied, ValidationError
-from db.models import Assignment, AuditEvent, Choice, Example, Pair, Region, Side, Strength, Tag, Vote
+from db.models import Assignment, AuditEvent, Choice, Example, Pair, Region, Side, Strength, Tag, Vote, user_regions
 
 UNDO_SECONDS = 120  # long enough to notice a mis-click, short enough that the vote is not yet trained on
 CHOICES = ("left", "right", "tie", "both_bad")
@@ -57,6 +57,15 @@ def _other(side: Side) -> Side:
     return Side.b if side == Side.a else Side.a
 
 
+def _reviews_region(session: Session, user: CurrentUser, region_id: int) -> bool:
+    """Whether the reviewer reviews the region now: the session's list and the database must both say so (an admin
+    may have moved them out since the session last refreshed)."""
+    if region_id not in user.region_ids:
+        return False
+    return session.scalar(select(user_regions.c.region_id).where(user_regions.c.user_id == user.id,
+                                                                 user_regions.c.region_id == region_id)) is not None
+
+
 def _own_assignment(session: Session, user: CurrentUser, assignment_id: int) -> tuple[Assignment, Pair]:
     assignment = session.get(Assignment, assignment_id)
     if assignment is None:
@@ -65,9 +74,14 @@ def _own_assignment(session: Session, user: CurrentUser, assignment_id: int) -> 
         raise PermissionDenied("this pair was assigned to another reviewer")
     # the pair's texts and prompt load only if this request needs them (a rewrite or comment to scrub)
     pair = session.get(Pair, assignment.pair_id, options=[lazyload("*")])
-    if pair.region_id not in user.region_ids:
+    if not _reviews_region(session, user, pair.region_id):
         raise PermissionDenied(f"{user.username} does not review this pair's region")
     return assignment, pair
+
+
+def _voted(session: Session, user: CurrentUser, assignment: Assignment) -> int | None:
+    """The reviewer's vote on the assignment's pair, if any (the vote decides; the flag may lag behind it)."""
+    return session.scalar(select(Vote.id).where(Vote.pair_id == assignment.pair_id, Vote.user_id == user.id))
 
 
 def next_item(session: Session, user: CurrentUser) -> ReviewItem | None:
@@ -92,18 +106,25 @@ def submit_vote(session: Session, user: CurrentUser, assignment_id: int, choice:
                 rewrite_side: str | None = None, seconds: float | None = None) -> VoteResult:
     """Record the reviewer's judgement of an assignment. Idempotent: a second submit returns the first vote.
 
+    Refused (ValidationError, nothing written) for a skipped assignment and for any invalid choice, strength,
+    ``rewrite_side`` or tag; refused (PermissionDenied) once the reviewer no longer reviews the pair's region.
+
     ``choice`` is left/right/tie/both_bad as displayed; ``rewrite`` improves the better output (for left/right)
     or, for both_bad and tie, the side named by ``rewrite_side`` (or neither in particular when it is None).
     """
     require(user, "reviewer")
     assignment, pair = _own_assignment(session, user, assignment_id)
-    existing = session.scalar(select(Vote.id).where(Vote.pair_id == pair.id, Vote.user_id == user.id))
+    existing = _voted(session, user, assignment)
     if existing is not None:
         return VoteResult(existing, duplicate=True)
+    if assignment.skipped:  # its place went back to the pool: another reviewer may be judging it now
+        raise ValidationError("you skipped this pair; it was not voted (reload for your next pair)")
     if choice not in CHOICES:
         raise ValidationError(f"choice {choice!r} is not one of {CHOICES}")
     if strength not in (None, "slight", "clear"):
         raise ValidationError(f"strength {strength!r} is not one of slight, clear")
+    if rewrite_side not in (None, "left", "right"):
+        raise ValidationError(f"rewrite_side {rewrite_side!r} is not left or right")
     if strength is not None and choice not in ("left", "right"):
         strength = None  # a tie or "both bad" has no direction to be strong about
     left, right = assignment.shown_left, _other(assignment.shown_left)
@@ -113,8 +134,6 @@ def submit_vote(session: Session, user: CurrentUser, assignment_id: int, choice:
     rewrite_of = None
     if rewrite is not None:
         side = {"left": "left", "right": "right"}.get(choice, rewrite_side)
-        if side not in (None, "left", "right"):
-            raise ValidationError(f"rewrite_side {rewrite_side!r} is not left or right")
         rewrite_of = {"left": left, "right": right, None: None}[side]
         rewrite, _ = scrub(rewrite, pair.prompt.region.country)
     tag_rows = list(session.scalars(select(Tag).where(Tag.name.in_(list(tags))))) if tags else []
@@ -144,9 +163,16 @@ def submit_vote(session: Session, user: CurrentUser, assignment_id: int, choice:
 
 
 def skip(session: Session, user: CurrentUser, assignment_id: int) -> None:
-    """Set the pair aside for this reviewer; it will not come back to them."""
+    """Set the pair aside for this reviewer; it will not come back to them. A voted pair cannot be skipped.
+
+    ``assignment_id`` is the one the page showed: a stale tab's Skip then names a pair already voted (refused)
+    or already skipped (nothing to do), never the pair that replaced it.
+    """
     require(user, "reviewer")
     assignment, pair = _own_assignment(session, user, assignment_id)
+    if assignment.voted or _voted(session, user, assignment) is not None:
+        # its place is used by the vote: freeing it would hand the pair to one reviewer too many
+        raise ValidationError("this pair is already voted, so it cannot be skipped (undo the vote first)")
     if not assignment.skipped:
         assignment.skipped = True
         # its place goes back to the pool, so another reviewer can judge it instead
@@ -156,11 +182,11 @@ def skip(session: Session, user: CurrentUser, assignment_id: int) -> None:
 
 
 def last_undoable(session: Session, user: CurrentUser, now: datetime | None = None) -> Vote | None:
-    """The reviewer's latest vote if it is still inside the undo window."""
+    """The reviewer's latest vote if it is still inside the undo window and in a region they still review."""
     now = now or datetime.now(timezone.utc)
     vote = session.scalar(select(Vote).where(Vote.user_id == user.id, Vote.source == "review")
                           .order_by(Vote.created_at.desc(), Vote.id.desc()).limit(1))
-    if vote is None:
+    if vote is None or not _reviews_region(session, user, vote.region_id):
         return None
     created = vote.created_at if vote.created_at.tzinfo else vote.created_at.replace(tzinfo=timezone.utc)
     return vote if now - created <= timedelta(seconds=UNDO_SECONDS) else None

@@ -8,16 +8,53 @@ import time
 import streamlit as st
 
 from collect.auth import require
+from collect.markdown_text import escape_markdown
 from collect.review import last_undoable, next_item, progress, skip, submit_vote, undo_last_vote
 from collect.session_state import current_user
 from collect.tags import list_tags
-from db.session import session_scope
+from db.errors import GeoAlignError
+from db.session import in_transaction, session_scope
 
 log = logging.getLogger(__name__)
 
 CHOICE_LABELS = {"left": "Left is better", "right": "Right is better", "tie": "About the same",
                  "both_bad": "Both are bad"}
 STRENGTH_LABELS = {"slight": "Slightly", "clear": "Clearly"}
+NOTICE_KEY = "review_notice"  # (kind, message) left by a button callback for the next run to show
+
+
+def _skip(assignment_id: int) -> None:
+    """Skip button callback, bound to the pair the page showed: a stale tab never skips a pair it did not show."""
+    try:
+        user = require(current_user(), "reviewer")
+        # skip and vote are idempotent, so a connection lost mid-request (a database restart) is simply retried
+        in_transaction(None, lambda session: skip(session, user, assignment_id))
+    except GeoAlignError as exc:
+        st.session_state[NOTICE_KEY] = ("error", str(exc))
+
+
+def _submit(assignment_id: int) -> None:
+    """Submit button callback, bound to the pair the page showed; reads that pair's form from the session state."""
+    k = f"review_{assignment_id}"
+    state = st.session_state
+    if state.get(f"{k}_choice") is None:
+        state[NOTICE_KEY] = ("warning", "Pick one of the four choices first.")
+        return
+    shown_at = state.get(f"review_shown_{assignment_id}", time.time())
+    start = time.perf_counter()
+    try:
+        user = require(current_user(), "reviewer")
+        seconds = round(time.time() - shown_at, 1)
+        result = in_transaction(None, lambda session: submit_vote(
+            session, user, assignment_id, state[f"{k}_choice"], state.get(f"{k}_strength"),
+            state.get(f"{k}_tags") or [], state.get(f"{k}_comment") or "", state.get(f"{k}_rewrite"),
+            state.get(f"{k}_rewrite_side"), seconds=seconds))
+    except GeoAlignError as exc:
+        state[NOTICE_KEY] = ("error", str(exc))
+        return
+    log.info("vote_server_ms=%.1f vote=%s duplicate=%s", (time.perf_counter() - start) * 1000, result.vote_id,
+             result.duplicate)
+    state["review_saved"] = "Vote saved" if not result.duplicate else "Already recorded"
 
 
 def _tag_options() -> dict[str, str]:
@@ -42,18 +79,22 @@ def render() -> None:
         st.rerun()
     if saved := st.session_state.pop("review_saved", None):
         st.toast(saved)
+    if notice := st.session_state.pop(NOTICE_KEY, None):
+        kind, message = notice
+        (st.warning if kind == "warning" else st.error)(escape_markdown(message))
     if item is None:
         st.success("All caught up: there are no pairs waiting in your regions. New pairs arrive after each "
                    "alignment round; thank you!")
         return
 
-    shown_at = st.session_state.setdefault(f"review_shown_{item.assignment_id}", time.time())
-    st.markdown(f"**{item.region_name}** · {item.task}")
+    st.session_state.setdefault(f"review_shown_{item.assignment_id}", time.time())
+    # region names and climates are imported text: escaped, so image or link syntax in them shows as typed
+    st.markdown(f"**{escape_markdown(item.region_name)}** · {escape_markdown(item.task)}")
     st.text(item.brief)  # plain text: briefs and outputs never render as markdown or HTML
     with st.expander("Region profile", expanded=False):
         st.text(item.profile)
         if item.climate:
-            st.caption(item.climate)
+            st.caption(escape_markdown(item.climate))
     left, right = st.columns(2)
     with left.container(border=True):
         st.caption("LEFT")
@@ -63,34 +104,18 @@ def render() -> None:
         st.text(item.right)
 
     tags = _tag_options()
-    k = f"review_{item.assignment_id}"  # per-pair widget keys: a new pair starts with an empty form
+    # per-pair keys: a new pair starts with an empty form, and a click on a pair no longer shown matches nothing
+    k = f"review_{item.assignment_id}"
     with st.form(f"review_form_{item.assignment_id}"):
-        choice = st.radio("Which is more authentic for this region?", list(CHOICE_LABELS), index=None,
-                          format_func=CHOICE_LABELS.get, horizontal=True, key=f"{k}_choice")
-        strength = st.radio("How much better?", list(STRENGTH_LABELS), index=0, format_func=STRENGTH_LABELS.get,
-                            horizontal=True, key=f"{k}_strength")
-        reasons = st.multiselect("Reasons", list(tags), format_func=tags.get, key=f"{k}_tags")
-        comment = st.text_input("Comment (optional)", key=f"{k}_comment")
-        rewrite = st.text_area("Rewrite the better output (optional)", key=f"{k}_rewrite",
-                               help="For 'Both are bad' or 'About the same', say below which output you rewrote.")
-        rewrite_side = st.radio("My rewrite improves…", ["left", "right"], index=None, horizontal=True,
-                                format_func={"left": "the left output", "right": "the right output"}.get,
-                                key=f"{k}_rewrite_side")
-        submitted = st.form_submit_button("Submit vote", type="primary")
-    if st.button("Skip this pair", key="review_skip"):
-        with session_scope() as session:
-            skip(session, user, item.assignment_id)
-        st.rerun()
-    if not submitted:
-        return
-    if choice is None:
-        st.warning("Pick one of the four choices first.")
-        return
-    start = time.perf_counter()
-    with session_scope() as session:
-        result = submit_vote(session, user, item.assignment_id, choice, strength, reasons, comment, rewrite,
-                             rewrite_side, seconds=round(time.time() - shown_at, 1))
-    log.info("vote_server_ms=%.1f vote=%s duplicate=%s", (time.perf_counter() - start) * 1000, result.vote_id,
-             result.duplicate)
-    st.session_state["review_saved"] = "Vote saved" if not result.duplicate else "Already recorded"
-    st.rerun()
+        st.radio("Which is more authentic for this region?", list(CHOICE_LABELS), index=None,
+                 format_func=CHOICE_LABELS.get, horizontal=True, key=f"{k}_choice")
+        st.radio("How much better?", list(STRENGTH_LABELS), index=0, format_func=STRENGTH_LABELS.get,
+                 horizontal=True, key=f"{k}_strength")
+        st.multiselect("Reasons", list(tags), format_func=tags.get, key=f"{k}_tags")
+        st.text_input("Comment (optional)", key=f"{k}_comment")
+        st.text_area("Rewrite the better output (optional)", key=f"{k}_rewrite",
+                     help="For 'Both are bad' or 'About the same', say below which output you rewrote.")
+        st.radio("My rewrite improves…", ["left", "right"], index=None, horizontal=True,
+                 format_func={"left": "the left output", "right": "the right output"}.get, key=f"{k}_rewrite_side")
+        st.form_submit_button("Submit vote", type="primary", on_click=_submit, args=(item.assignment_id,))
+    st.button("Skip this pair", key=f"review_skip_{item.assignment_id}", on_click=_skip, args=(item.assignment_id,))

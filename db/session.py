@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
+from typing import TypeVar
 
 from sqlalchemy import Engine, create_engine, event, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.errors import ConfigError
+from db.errors import ConfigError, GeoAlignError
 from db.settings import get_settings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -71,3 +77,37 @@ def session_scope(engine: Engine | None = None) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+class DatabaseUnavailable(GeoAlignError):
+    """The database connection kept dropping: nothing was written, and the action can be tried again."""
+
+
+def is_disconnect(exc: BaseException) -> bool:
+    """Whether ``exc`` is a lost connection (server restart, killed backend, network), not a refused statement."""
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+def in_transaction(engine: Engine | None, work: Callable[[Session], T], attempts: int = 3,
+                   backoff_s: float = 0.2) -> T:
+    """Run ``work(session)`` in one transaction (on ``engine``, default the process-wide one); if the connection
+    drops, run it again on a fresh connection.
+
+    Only for idempotent work (a vote, a skip: the database's unique keys make a repeat a no-op): the commit may
+    have reached the server before the connection died, so the retry must be harmless either way. After
+    ``attempts`` dropped connections it gives up with ``DatabaseUnavailable``, a message the page can show.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            with session_scope(engine) as session:
+                return work(session)
+        except DBAPIError as exc:
+            if not is_disconnect(exc):
+                raise
+            log.warning("database connection lost (attempt %d of %d): %s", attempt, attempts,
+                        str(exc.orig or exc).splitlines()[0])
+            if attempt == attempts:
+                raise DatabaseUnavailable("the database connection was lost and could not be re-established: "
+                                          "nothing was saved, please try again") from exc
+            time.sleep(backoff_s * attempt)
+    raise AssertionError("unreachable")

@@ -12,6 +12,7 @@ from db.errors import ConfigError
 DEFAULT_HOME = ".geoalign"  # relative to the working directory, like a project-local virtualenv
 DEFAULT_MODEL_DIR = "SmolLM2-135M-Instruct"  # converted by `geoalign model build-demo` (align/pretrained.py)
 TINY_MODEL_DIR = "tiny"  # the from-scratch test fixture, `geoalign model build-demo --tiny`
+DEFAULT_SESSION_MINUTES = 480  # a working day, then log in again
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class Settings:
     base_model: str  # a local directory or a Hugging Face hub id, loaded with from_pretrained
     sql_echo: bool = False
     precision: str = "auto"  # auto, bf16 or fp32: how the policy trains and samples (align/precision.py)
+    session_minutes: int = DEFAULT_SESSION_MINUTES  # how long a login lasts
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -39,11 +41,15 @@ class Settings:
         base_model = env.get("GEOALIGN_BASE_MODEL") or str(home / "models" / DEFAULT_MODEL_DIR)
         echo = (env.get("GEOALIGN_SQL_ECHO") or "").lower() in {"1", "true", "yes"}
         precision = (env.get("GEOALIGN_PRECISION") or "auto").strip().lower()
+        minutes = (env.get("GEOALIGN_SESSION_MINUTES") or str(DEFAULT_SESSION_MINUTES)).strip()
+        if not (minutes.isascii() and minutes.isdigit()) or int(minutes) < 1:
+            raise ConfigError(f"GEOALIGN_SESSION_MINUTES {minutes!r} is not a whole number of minutes above 0")
         if "://" not in url:
             raise ConfigError(f"DATABASE_URL {url!r} is not a URL (expected e.g. postgresql+psycopg://user@host/db)")
         if precision not in ("auto", "bf16", "fp32"):
             raise ConfigError(f"GEOALIGN_PRECISION {precision!r} is not one of auto, bf16, fp32")
-        return cls(home=home, database_url=url, base_model=base_model, sql_echo=echo, precision=precision)
+        return cls(home=home, database_url=url, base_model=base_model, sql_echo=echo, precision=precision,
+                   session_minutes=int(minutes))
 
     @cached_property
     def models_dir(self) -> Path:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, fields, replace
+from typing import Protocol
 
 import altair as alt
 import pandas as pd
 from sqlalchemy.orm import Session
 
 from db import queries, rollups
+from db.errors import AuthError, PermissionDenied
 from db.queries import ALL_REGIONS
 from rewards.lift import COLUMNS as LIFT_COLUMNS
 from rewards.lift import lift_table
@@ -75,8 +77,35 @@ def _names(frame: pd.DataFrame, versions: pd.DataFrame, column: str = "version_i
     return frame[column].map(dict(zip(versions["id"], versions["name"], strict=True)))
 
 
-def load_dashboard(session: Session, n_boot: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> Dashboard:
-    """Everything the dashboard shows, for all regions at once (``Dashboard.region`` narrows it)."""
+DASHBOARD_ROLES = ("lead", "engineer", "admin")  # reviewers never see win-rates or each other's quality
+
+
+class Viewer(Protocol):
+    """Who is asking (``collect.auth.CurrentUser`` satisfies it; ``rewards`` does not import ``collect``)."""
+
+    username: str
+
+    @property
+    def expired(self) -> bool: ...
+
+    def has(self, role: str) -> bool: ...
+
+
+def _check_viewer(viewer: Viewer | None) -> None:
+    """The checks of ``collect.auth.require`` for the dashboard's roles."""
+    if viewer is None:
+        raise AuthError("please log in")
+    if viewer.expired:
+        raise AuthError("your session has expired: please log in again")
+    if not any(viewer.has(role) for role in DASHBOARD_ROLES):
+        raise PermissionDenied(f"{viewer.username} lacks the role {' or '.join(DASHBOARD_ROLES)}")
+
+
+def load_dashboard(session: Session, viewer: Viewer | None, n_boot: int = BOOTSTRAP_RESAMPLES,
+                   seed: int = 0) -> Dashboard:
+    """Everything the dashboard shows, for all regions at once (``Dashboard.region`` narrows it); leads,
+    engineers and admins only."""
+    _check_viewer(viewer)
     timings: dict[str, float] = {}
 
     def timed(name, fn, *args, **kwargs):

@@ -6,11 +6,13 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from collect.auth import require
+from collect.auth import CurrentUser, require
+from collect.markdown_text import escape_markdown
 from collect.session_state import current_user
 from db.queries import ALL_REGIONS
 from db.session import get_engine, session_scope
 from rewards.dashboard import (
+    DASHBOARD_ROLES,
     Dashboard,
     leaderboard_chart,
     lift_chart,
@@ -23,7 +25,6 @@ from rewards.dashboard import (
     win_rate_over_time_chart,
 )
 
-DASHBOARD_ROLES = ("lead", "engineer", "admin")
 CACHE_S = 60  # aggregates over every vote: recomputed at most once a minute, or on "Refresh"
 EMPTY_STATE = ("No votes yet. Reviewers' judgements appear here as soon as they are cast: win-rates of every model "
                "version against the base and its parent, ratings, throughput and agreement. "
@@ -38,9 +39,10 @@ AB_PERCENT = ["generic_rate", "tuned_rate", "lift", "low", "high"]
 
 
 @st.cache_data(ttl=CACHE_S, show_spinner="Computing win-rates and ratings…")
-def _dashboard(database_url: str) -> Dashboard:
+def _dashboard(database_url: str, _viewer: CurrentUser) -> Dashboard:
+    # the cache is shared by everyone allowed to see it; the leading underscore keeps the viewer out of its key
     with session_scope(get_engine(database_url)) as session:
-        return load_dashboard(session)
+        return load_dashboard(session, _viewer)
 
 
 def _download(frame: pd.DataFrame, name: str, region: str) -> None:
@@ -83,12 +85,12 @@ def _headline(d: Dashboard) -> None:
 
 
 def render() -> None:
-    require(current_user(), *DASHBOARD_ROLES)
+    viewer = require(current_user(), *DASHBOARD_ROLES)
     st.title("Dashboard")
     top = st.columns([3, 1])
     if top[1].button("Refresh", help=f"Figures are cached for {CACHE_S} s"):
         _dashboard.clear()
-    everything = _dashboard(get_engine().url.render_as_string(hide_password=False))
+    everything = _dashboard(get_engine().url.render_as_string(hide_password=False), viewer)
     if everything.total_votes == 0:
         st.info(EMPTY_STATE)
         if not everything.abtests.empty:  # campaign results can come back before any vote is cast
@@ -133,7 +135,7 @@ def render() -> None:
         flagged = d.reviewers[d.reviewers["flagged"]] if not d.reviewers.empty else d.reviewers
         if len(flagged):
             st.warning(f"{len(flagged)} reviewer(s) flagged: " + "; ".join(
-                f"{u} ({r})" for u, r in zip(flagged["user"], flagged["reasons"], strict=True)))
+                f"{escape_markdown(u)} ({r})" for u, r in zip(flagged["user"], flagged["reasons"], strict=True)))
         _table(d.reviewers, "reviewers", region, "No reviewer votes yet.")
     with reasons:
         st.subheader("Why reviewers preferred each version")

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
 from align.abtest import import_results, variant_key
-from align.cli import main
+from align.cli import cli_actor, main
 from db.errors import NotFound, ValidationError
 from db.models import AbTest, AbVariant, ModelVersion, Region, TaskType
 from db.queries import ALL_REGIONS, ab_results
@@ -261,7 +261,7 @@ def test_dashboard_shows_the_lift_per_region(ab, tmp_path):
             ("spring-b1-generic", 4000, 160, 20), ("spring-b1-tuned", 4000, 220, 31),
             ("perth-spring-p1-generic", 100, 3, 0), ("perth-spring-p1-tuned", 100, 4, 0)]))
         assert len(ab_results(s)) == 4
-        d = load_dashboard(s, n_boot=10)
+        d = load_dashboard(s, cli_actor(s), n_boot=10)
     assert set(d.abtests["test"]) == {"spring", "perth-spring"}
     leeds = d.region("en-GB-leeds").abtests
     assert list(zip(leeds["test"], leeds["metric"], strict=True)) == [
@@ -335,3 +335,40 @@ def test_campaign_results_show_before_any_vote(loaded, tmp_path):
     assert not at.exception and "No votes yet" in at.info[0].value
     assert len(at.get("vega_lite_chart")) == 1 and "Download ab tests (CSV)" in [
         b.label for b in at.get("download_button")]
+
+
+@pytest.mark.parametrize(("impressions", "message"), [
+    ("1" * 400, "'" + "1" * 36 + "... is over the largest count, 2147483647"),
+    (2**31, "2147483648 is over the largest count, 2147483647"),
+    ("2147483648", "'2147483648' is over the largest count, 2147483647"),
+    (10**30, "1000000000000000000000000000000 is over the largest count, 2147483647"),
+    (1e30, "1000000000000000019884624838656 is over the largest count, 2147483647"),
+    ("٣", "'٣' is not a non-negative whole number"),
+])
+def test_counts_out_of_range_are_refused_naming_row_and_field(ab, tmp_path, impressions, message):
+    # "1"*400 used to raise OverflowError (int(float(...))); 2**31 failed on PostgreSQL's INTEGER at the write and
+    # 10**30 with OverflowError on SQLite
+    before = stored(ab)
+    path = tmp_path / "big.jsonl"
+    path.write_text(json.dumps({"variant_id": "spring-b1-generic", "impressions": 10, "clicks": 1, "conversions": 0})
+                    + "\n" + json.dumps({"variant_id": "spring-b1-tuned", "impressions": impressions, "clicks": 1,
+                                         "conversions": 0}) + "\n")
+    with session_scope(ab) as s, pytest.raises(ValidationError) as err:
+        import_results(s, path)
+    assert err.value.problems == [(str(path), 2, "impressions", message)]
+    assert stored(ab) == before
+
+
+def test_the_largest_count_is_stored(ab, tmp_path):
+    path = results_file(tmp_path / "max.csv", [("spring-b1-tuned", 2**31 - 1, 2**31 - 1, 0)])
+    with session_scope(ab) as s:
+        import_results(s, path)
+    assert stored(ab)["spring-b1-tuned"] == (2**31 - 1, 2**31 - 1, 0)
+
+
+def test_a_nul_in_a_variant_id_is_a_problem_not_a_database_error(ab, tmp_path):
+    path = results_file(tmp_path / "nul.csv", [("spring-b1-tuned", 10, 1, 0), ("spring-b1-\x00generic", 10, 1, 0)])
+    with session_scope(ab) as s, pytest.raises(ValidationError) as err:
+        import_results(s, path)
+    assert [p[1:3] for p in err.value.problems] == [(3, "variant_id")]
+    assert "is not a variant id" in err.value.problems[0][3]

@@ -8,8 +8,10 @@ import pytest
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
+from align.cli import cli_actor
 from collect.review import submit_vote
 from db import queries
+from db.errors import AuthError, PermissionDenied
 from db.models import Assignment, Choice, ModelVersion, Pair, Round, Side, Vote
 from db.queries import ALL_REGIONS
 from db.session import session_scope
@@ -86,7 +88,7 @@ def test_reason_tags_go_to_the_preferred_version(voted):
 def test_dashboard_tables_for_a_region_and_all_regions(voted):
     engine, ids = voted
     with session_scope(engine) as s:
-        d = load_dashboard(s, n_boot=50)
+        d = load_dashboard(s, cli_actor(s), n_boot=50)
     assert d.total_votes == 7 and d.regions == ["en-GB-leeds"]
     leeds = d.region("en-GB-leeds")
     row = leeds.win_rates.set_index(["version", "opponent"]).loc[("v2", "base")]
@@ -146,3 +148,13 @@ def test_stats_command_prints_and_exports(voted, tmp_path, capsys):
         index=False, name=None)) == [("v2", 3, 1, 1)]
     assert main(["stats", "--region", "en-AU-perth"]) == 2
     assert "no votes in region 'en-AU-perth'" in capsys.readouterr().err
+
+
+def test_load_dashboard_refuses_a_reviewer(voted):
+    engine, _ = voted
+    reviewer = login_as(engine, "rita", regions=["en-GB-leeds"])
+    with session_scope(engine) as s:
+        with pytest.raises(PermissionDenied, match="lead or engineer or admin"):
+            load_dashboard(s, reviewer, n_boot=10)
+        with pytest.raises(AuthError):
+            load_dashboard(s, None, n_boot=10)

@@ -209,9 +209,9 @@ def test_gold_pairs_lists_votes_and_accuracy(gold):
         _vote(s, pair, "rev2", other)
         _vote(s, pair, "import", other, source="import")  # the import account's votes are not reviews
     with session_scope(engine) as s:
-        listed = gold_pairs(s, "en-GB-leeds")
+        listed = gold_pairs(s, engineer, "en-GB-leeds")
         brief = s.get(Prompt, prompts[0]).text
-        assert gold_pairs(s, "en-AU-perth") == [] and gold_pairs(s) == listed
+        assert gold_pairs(s, engineer, "en-AU-perth") == [] and gold_pairs(s, engineer) == listed
     texts = {"a": BETTER, "b": WORSE} if side == "a" else {"a": WORSE, "b": BETTER}
     assert [row["id"] for row in listed] == [second, first]  # newest first
     assert listed[1] == {"id": first, "region": "en-GB-leeds", "brief": brief, **texts, "gold_choice": side,
@@ -246,9 +246,9 @@ def test_gold_answer_decides_the_training_preference(gold):
 
 
 def test_prompt_options(gold):
-    engine, _, _, prompts = gold
+    engine, engineer, _, prompts = gold
     with session_scope(engine) as s:
-        options = prompt_options(s, "en-GB-leeds")
+        options = prompt_options(s, engineer, "en-GB-leeds")
         first = s.get(Prompt, prompts[0])
     assert [pid for pid, _ in options] == prompts
     assert options[0][1] == f"ad copy: {first.text}"
@@ -282,3 +282,15 @@ def test_data_page_creates_and_lists_gold_pairs(gold):
     with session_scope(engine) as s:
         brief = s.get(Prompt, prompts[0]).text
     assert frame["brief"].tolist() == [brief] and frame["gold_choice"].tolist() in (["a"], ["b"])
+
+
+def test_gold_lists_refuse_a_reviewer(gold):
+    """The gold answers are what reviewers are measured against: only engineers and admins may list them."""
+    engine, _, reviewer, _ = gold
+    with session_scope(engine) as s:
+        with pytest.raises(PermissionDenied, match="engineer or admin"):
+            gold_pairs(s, reviewer, "en-GB-leeds")
+        with pytest.raises(PermissionDenied, match="engineer or admin"):
+            prompt_options(s, reviewer, "en-GB-leeds")
+        with pytest.raises(AuthError):
+            gold_pairs(s, None)

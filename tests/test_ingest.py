@@ -1,5 +1,6 @@
 """Importers: validated, all-or-nothing, deduplicated, stratified splits."""
 
+import csv
 import json
 from collections import Counter
 
@@ -260,3 +261,118 @@ def test_briefs_stored_in_conflicting_splits_give_new_copies_the_earliest(loaded
         import_examples(s, write_jsonl(tmp_path / "c.jsonl", _brief_rows("en-GB-york", ["Old brief"])))
     assert _stored_splits(loaded)[("en-GB-york", leeds_copy.content_hash)] == Split.train
     assert "1 briefs were stored in different splits" in caplog.text
+
+
+# ------------------------------------------------------------------ audit (issue 15): totality and storable text
+
+
+def test_deep_nesting_is_refused_naming_the_row(tmp_path):
+    jsonl = tmp_path / "deep.jsonl"
+    jsonl.write_text('{"prompt": "ok"}\n{"prompt": ' + "[" * 5000 + "]" * 5000 + "}\n")
+    with pytest.raises(ValidationError) as err:  # was a raw RecursionError
+        read_records(jsonl)
+    assert err.value.problems == [(str(jsonl), 2, None, "nested more than 32 levels deep")]
+    shallow_but_too_deep = tmp_path / "forty.jsonl"
+    shallow_but_too_deep.write_text('{"tags": ' + "[" * 40 + "]" * 40 + "}\n")
+    with pytest.raises(ValidationError, match="forty.jsonl:1:-: nested more than 32 levels deep"):
+        read_records(shallow_but_too_deep)
+    whole = tmp_path / "deep.json"
+    whole.write_text('[\n{"prompt": "ok"},\n{"prompt": ' + "[" * 5000 + "]" * 5000 + "}\n]")
+    with pytest.raises(ValidationError, match=r"deep.json: line 3: nested more than 32 levels deep"):
+        read_records(whole)
+
+
+def test_a_number_too_long_for_python_is_refused_naming_the_row(tmp_path):
+    jsonl = tmp_path / "long.jsonl"
+    jsonl.write_text('{"prompt": "ok"}\n{"month": ' + "1" * 5000 + "}\n")
+    with pytest.raises(ValidationError) as err:  # was a raw ValueError (int() refuses over 4,300 digits)
+        read_records(jsonl)
+    assert err.value.problems == [(str(jsonl), 2, None, "holds a number with more than 4300 digits")]
+    whole = tmp_path / "long.json"
+    whole.write_text('[{"prompt": "a"},\n {"month": ' + "1" * 5000 + "}]")
+    with pytest.raises(ValidationError, match="long.json: line 2: holds a number with more than 4300 digits"):
+        read_records(whole)
+
+
+@pytest.mark.parametrize("month", ["²", "٣", "1" * 5000, "１２"])
+def test_unicode_and_overlong_digits_are_not_a_month(loaded, tmp_path, month):
+    path = tmp_path / "months.csv"  # str.isdigit() accepts all of these; int() refuses "²" and 5,000 digits
+    path.write_text(f"task_type,prompt,completion,month\nad_copy,Brief,Copy,{month}\n", encoding="utf-8")
+    before = _counts(loaded)
+    with pytest.raises(ValidationError) as err:
+        with session_scope(loaded) as s:
+            import_examples(s, path, region="en-GB-leeds")
+    assert [(p[1], p[2]) for p in err.value.problems] == [(2, "month")]
+    assert _counts(loaded) == before
+
+
+@pytest.mark.parametrize(("cell", "shown"), [("Caf\x00e", "a control character (U+0000) at character 4"),
+                                             ("\x1b[31mRed\x1b[0m", "a control character (U+001B) at character 1"),
+                                             ("Tab\tand\r\nbreaks stay", None)])
+def test_control_characters_are_refused_naming_file_row_and_field(any_engine, mini_data, tmp_path, cell, shown):
+    load_mini(any_engine, mini_data, ("en-GB-leeds",))
+    path = tmp_path / "nul.csv"
+    with path.open("w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows([["task_type", "prompt", "completion"], ["ad_copy", "Fine brief", "Fine copy"],
+                                 ["ad_copy", "Brief two", cell]])
+    before = _counts(any_engine)
+    if shown is None:
+        with session_scope(any_engine) as s:
+            assert import_examples(s, path, region="en-GB-leeds").examples_created == 2
+        return
+    with pytest.raises(ValidationError) as err:  # PostgreSQL used to fail at the write: DataError, no row or field
+        with session_scope(any_engine) as s:
+            import_examples(s, path, region="en-GB-leeds")
+    assert err.value.problems == [(str(path), 3, "completion", f"holds {shown}; remove it")]
+    assert _counts(any_engine) == before
+
+
+def test_lone_surrogates_are_refused_before_the_database(any_engine, mini_data, tmp_path):
+    load_mini(any_engine, mini_data, ("en-GB-leeds",))
+    path = tmp_path / "surrogate.jsonl"
+    path.write_text('{"task_type": "ad_copy", "prompt": "Brief", "completion": "Broken \\ud83d emoji"}\n')
+    before = _counts(any_engine)
+    with pytest.raises(ValidationError, match=r"surrogate.jsonl:1:completion: holds an unpaired surrogate \(U\+D83D"):
+        with session_scope(any_engine) as s:
+            import_examples(s, path, region="en-GB-leeds")
+    assert _counts(any_engine) == before
+
+
+def test_duplicate_csv_headers_are_refused(loaded, tmp_path):
+    path = tmp_path / "dup.csv"
+    path.write_text("task_type,prompt,completion,prompt\nad_copy,First brief,Copy,Second brief\n")
+    before = _counts(loaded)
+    with pytest.raises(ValidationError) as err:  # used to keep "Second brief" silently
+        with session_scope(loaded) as s:
+            import_examples(s, path, region="en-GB-leeds")
+    assert "dup.csv: line 1: duplicate column 'prompt' (2 times)" in str(err.value)
+    assert err.value.problems == [(str(path), 1, "prompt", "column appears 2 times")]
+    assert _counts(loaded) == before
+
+
+def test_json_lines_split_only_at_newlines(loaded, tmp_path):
+    # U+2028 and U+0085 may stand unescaped inside a JSON string; str.splitlines() used to cut the row there
+    path = tmp_path / "seps.jsonl"
+    path.write_text(json.dumps({"task_type": "ad_copy", "prompt": "Line\u2028separator", "completion": "Copy"},
+                               ensure_ascii=False) + "\r\n", encoding="utf-8")
+    with session_scope(loaded) as s:
+        assert import_examples(s, path, region="en-GB-leeds").examples_created == 1
+
+
+def test_deeply_nested_tags_in_a_csv_cell_are_a_problem(loaded, tmp_path):
+    path = tmp_path / "tags.csv"
+    path.write_text("task_type,prompt,completion,tags\nad_copy,Brief,Copy," + "[" * 5000 + "\n")
+    with pytest.raises(ValidationError) as err:
+        with session_scope(loaded) as s:
+            import_examples(s, path, region="en-GB-leeds")
+    assert [(p[1], p[2]) for p in err.value.problems] == [(2, "tags")]
+
+
+def test_import_errors_exit_2_with_one_line(loaded, tmp_path, capsys):
+    from align.cli import main
+
+    path = tmp_path / "deep.jsonl"
+    path.write_text("[" * 5000 + "]" * 5000 + "\n")
+    assert main(["import", "examples", str(path), "--region", "en-GB-leeds"]) == 2  # was a traceback, exit 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "deep.jsonl:1:-: nested more than 32 levels deep" in err

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import update
 
 from align import jobs
-from align.cli import main
+from align.cli import cli_actor, main
 from align.jobs import (
     HANDLERS,
     Heartbeat,
@@ -224,7 +224,7 @@ def test_cancel_queued_job_cancels_it_and_its_round(engine):
     round_id = add_round(engine)
     (job_id,) = add_jobs(engine, 1, round_id=round_id)
     with session_scope(engine) as s:
-        assert request_cancel(s, job_id).status is JobStatus.cancelled
+        assert request_cancel(s, cli_actor(s), job_id).status is JobStatus.cancelled
     job = job_row(engine, job_id)
     assert job.status is JobStatus.cancelled and job.finished_at is not None
     rnd = round_row(engine, round_id)
@@ -232,9 +232,9 @@ def test_cancel_queued_job_cancels_it_and_its_round(engine):
     assert claim_next(engine, "w1") is None
     with session_scope(engine) as s:
         with pytest.raises(ValidationError, match="already finished"):
-            request_cancel(s, job_id)
+            request_cancel(s, cli_actor(s), job_id)
         with pytest.raises(NotFound, match="no job 999"):
-            request_cancel(s, 999)
+            request_cancel(s, cli_actor(s), 999)
 
 
 def test_cancel_running_job_stops_it(any_engine):
@@ -247,7 +247,7 @@ def test_cancel_running_job_stops_it(any_engine):
     try:
         wait_for(lambda: job_row(any_engine, job_id).progress.get("step", 0) >= 1, what="step 1")
         with session_scope(any_engine) as s:
-            job = request_cancel(s, job_id)
+            job = request_cancel(s, cli_actor(s), job_id)
             assert job.status is JobStatus.running and job.cancel_requested
     finally:
         runner.join(timeout=15)

@@ -82,3 +82,47 @@ def test_scrub_is_idempotent():
 @given(st.text(alphabet=st.characters(blacklist_categories=("Nd", "Cs"), blacklist_characters="@")))
 def test_text_without_digits_or_at_sign_is_unchanged(text):
     assert scrub(text, "GB") == (text, {})
+
+
+@pytest.mark.parametrize(("text", "country", "expected"), [
+    # UK mobiles reserved for drama (07700 900000-900999): possible for the plan, but not valid
+    ("Text Jo on 07700 900123 to book.", "GB", "Text Jo on [PHONE] to book."),
+    ("Ring 07700 900 456 or +44 7700 900789.", "GB", "Ring [PHONE] or [PHONE]."),
+    ("Call 07700 900123 24 hours a day.", "GB", "Call [PHONE] 24 hours a day."),
+    ("Call (555) 555-0100 or 1-555-555-0199.", "US", "Call [PHONE] or [PHONE]."),
+])
+def test_possible_but_invalid_numbers_are_scrubbed(text, country, expected):
+    import phonenumbers
+
+    number = phonenumbers.parse("07700 900123", "GB")
+    assert phonenumbers.is_possible_number(number) and not phonenumbers.is_valid_number(number)
+    assert scrub(text, country)[0] == expected
+
+
+@pytest.mark.parametrize("text", ["Use code 0161 000 00 at the till.", "Gutscheincode 0123 45 an der Kasse.",
+                                  "Bestellnummer 2025-0815-4711 bitte angeben.", "Código 91 123 45 en caja.",
+                                  "Preisliste (Stand: 01.01.2026).", "Order #10234 ships in 3-5 days."])
+def test_short_or_unprefixed_codes_are_not_possible_phones(text):
+    assert all(scrub(text, country) == (text, {}) for country in ("GB", "DE", "ES", "US", None))
+
+
+@pytest.mark.parametrize("text", ["Version 1.2.3.4 of the app is out.", "Update to version: 10.0.0.1 today.",
+                                  "Firmware 2.0.1.7 fixes the printer.", "Versión 1.2.3.4 disponible.",
+                                  "Release 4.3.2.1 is out.", "Get v1.2.3.4 now."])
+def test_version_strings_are_not_ips(text):
+    assert scrub(text, "GB") == (text, {})
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("The kiosk is at 1.2.3.4 on the Wi-Fi.", "The kiosk is at [IP] on the Wi-Fi."),
+    ("Version 2.1 talks to 10.0.0.12 only.", "Version 2.1 talks to [IP] only."),
+    ("Blocked 192.168.1.1 and conversion 10.1.2.3.", "Blocked [IP] and conversion [IP]."),
+])
+def test_ips_near_other_words_are_still_scrubbed(text, expected):
+    assert scrub(text, "GB")[0] == expected
+
+
+@pytest.mark.parametrize("card", ["2221 0000 0000 0009", "2223 0031 2200 3222", "2223-0000-4840-0011",
+                                  "2720999999999996", "2500 0000 0000 0001"])
+def test_two_series_mastercard_is_a_card(card):
+    assert scrub(f"Card {card}, exp 09/27.", "GB") == ("Card [CARD], exp 09/27.", {"CARD": 1})

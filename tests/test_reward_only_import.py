@@ -14,8 +14,9 @@ from db.models import ModelVersion, Round
 from db.session import session_scope
 from tests.conftest import write_jsonl
 
-TOPICS = ["a chippy in Headingley", "Kirkgate Market", "a Roundhay café", "the Leeds Festival", "a Chapel Allerton bar",
-          "a Hyde Park bakery", "the Royal Armouries", "a Kirkstall brewery", "Elland Road match day", "Briggate shops"]
+TOPICS = ["a chippy in Headingley", "Kirkgate Market", "a Roundhay café", "the Leeds Festival",
+          "a Chapel Allerton bar", "a Hyde Park bakery", "the Royal Armouries", "a Kirkstall brewery",
+          "Elland Road match day", "Briggate shops"]
 
 
 def hh_rows(n: int) -> list[dict]:

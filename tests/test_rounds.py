@@ -8,6 +8,7 @@ round publishes its reward model; a lora section that the parent's adapter would
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -16,9 +17,11 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 from sqlalchemy import func, select
 
-from align.cli import main
+from align.cli import cli_actor, main
 from align.config import load_config
 from align.demo import DEMO_DATA
 from align.jobs import claim_job, reap_stale, run_job
@@ -71,8 +74,29 @@ def round_env(request, home, tiny_model, monkeypatch):
 
 def _queue(engine, config=FAST, region=REGION) -> tuple[int, int]:
     with session_scope(engine) as s:
-        rnd, job = queue_round(s, region, load_config(config))
+        rnd, job = queue_round(s, cli_actor(s), region, load_config(config))
         return rnd.id, job.id
+
+
+def _lora_b(adapter: Path) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in load_file(adapter / "adapter_model.safetensors").items() if "lora_B" in k}
+
+
+def _assert_each_stage_trained(workdir: Path, metrics: dict) -> None:
+    """Each policy stage's adapter moved away from the one it started from, and every logged loss is finite."""
+    previous: dict[str, torch.Tensor] | None = None  # SFT starts from a fresh LoRA, whose lora_B is all zeros
+    for stage in ("sft", "dpo", "rl"):
+        weights = _lora_b(workdir / "stages" / stage / "adapter")
+        assert weights and any(bool(w.abs().sum() > 0) for w in weights.values()), stage
+        if previous is not None:
+            assert weights.keys() == previous.keys()
+            assert any(not torch.equal(weights[k], previous[k]) for k in weights), f"{stage} left it as it was"
+        previous = weights
+    for stage in ("sft", "reward", "dpo", "rl"):
+        assert math.isfinite(metrics[stage]["train_loss"]), stage
+        for state in (workdir / "stages" / stage).glob("**/trainer_state.json"):
+            logged = [h[key] for h in json.loads(state.read_text())["log_history"] for key in h if "loss" in key]
+            assert all(math.isfinite(value) for value in logged), (stage, state)
 
 
 @pytest.mark.parametrize("round_env", ["sqlite", "postgres"], indirect=True)
@@ -115,12 +139,14 @@ def test_full_round_publishes_a_version_and_new_pairs(round_env, monkeypatch):
         assert splits == {Split.train, Split.val, Split.test}  # val pairs: next round's validation votes
 
         test_prompts = {p.text for p in s.scalars(select(Prompt).where(Prompt.split == Split.test))}
+        rnd_metrics = rnd.metrics
     # the test split never reaches a training file
     for name in ("sft_train", "pref_train", "rl_prompts"):
         rows = [json.loads(line) for line in (workdir / "data" / f"{name}.jsonl").read_text().splitlines()]
         assert rows and all(r.get("split", "train") == "train" for r in rows), name
         assert not any(t in r["prompt"] for r in rows for t in test_prompts), name
     assert list((workdir / "stages" / "sft" / "checkpoints").glob("runs/**/events.out.tfevents.*"))  # TensorBoard
+    _assert_each_stage_trained(workdir, rnd_metrics)
     samples = [json.loads(line) for line in (workdir / "eval" / "samples.jsonl").read_text().splitlines()]
     assert {"new", "parent", "base", "sft"} <= set(samples[0]["outputs"])
 
@@ -176,11 +202,12 @@ def test_queue_errors_and_a_reward_only_round(round_env, monkeypatch, capsys):
     monkeypatch.setattr("align.rounds.get_settings", lambda: settings)
     with session_scope(engine) as s:
         with pytest.raises(NotFound, match="unknown region 'xx-nowhere'"):
-            queue_round(s, "xx-nowhere", load_config())
+            queue_round(s, cli_actor(s), "xx-nowhere", load_config())
         with pytest.raises(NotFound, match="unknown model version 'nope'"):
-            queue_round(s, REGION, load_config({"round": {"parent": "nope"}}))
+            queue_round(s, cli_actor(s), REGION, load_config({"round": {"parent": "nope"}}))
         with pytest.raises(ValidationError, match=r"would publish nothing: \d+ preference pairs .* fewer than"):
-            queue_round(s, REGION, load_config({"round": {"stages": ["reward"], "min_preference_pairs": 10_000}}))
+            queue_round(s, cli_actor(s), REGION,
+                        load_config({"round": {"stages": ["reward"], "min_preference_pairs": 10_000}}))
     config = settings.home / "reward.yaml"
     config.write_text(json.dumps(FAST))  # YAML reads JSON
     assert main(["round", "start", "--region", REGION, "--config", str(config), "--stages", "reward", "--now"]) == 0
@@ -239,7 +266,8 @@ def adapter_parent(loaded, tiny_model, tmp_path, monkeypatch) -> tuple:
     settings = Settings.from_env()
     monkeypatch.setattr("align.rounds.get_settings", lambda: settings)
     with session_scope(loaded) as s:  # queued before the parent exists: only the start can refuse its lora section
-        round_id = queue_round(s, "en-GB-leeds", load_config({"round": {"stages": ["sft"]}, "lora": {"r": 8}}))[0].id
+        config = load_config({"round": {"stages": ["sft"]}, "lora": {"r": 8}})
+        round_id = queue_round(s, cli_actor(s), "en-GB-leeds", config)[0].id
     adapter = tmp_path / "adapter"
     lora = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM")
     get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model), lora).save_pretrained(adapter)
@@ -270,10 +298,11 @@ def test_a_lora_section_that_differs_from_the_parent_adapter_is_refused(adapter_
     # at queue time; the same shape ("all-linear" resolved on the base model) or no lora section passes
     with session_scope(engine) as s:
         with pytest.raises(ConfigError, match=r"lora_alpha 8 \(parent: 32\)"):
-            queue_round(s, "en-GB-leeds", load_config({"lora": {"lora_alpha": 8}}))
+            queue_round(s, cli_actor(s), "en-GB-leeds", load_config({"lora": {"lora_alpha": 8}}))
         same = {"r": 16, "lora_alpha": 32, "target_modules": "all-linear"}
-        rnd, job = queue_round(s, "en-GB-leeds", load_config({"round": {"stages": ["sft"]}, "lora": same}))
-        queue_round(s, "en-GB-leeds", load_config({"round": {"stages": ["sft"]}}))
+        rnd, job = queue_round(s, cli_actor(s), "en-GB-leeds",
+                               load_config({"round": {"stages": ["sft"]}, "lora": same}))
+        queue_round(s, cli_actor(s), "en-GB-leeds", load_config({"round": {"stages": ["sft"]}}))
         job_id = job.id
     # "all-linear" is resolved on the base model's layers (which the adapter above matched): two layers differ
     two = tmp_path / "two-layers"
@@ -330,7 +359,7 @@ def test_killed_worker_round_is_reaped_and_resumed(round_env):
 
     # resume: SFT continues from its last checkpoint, then the rest of the round runs
     with session_scope(engine) as s:
-        resume_job = queue_resume(s, round_id).id
+        resume_job = queue_resume(s, cli_actor(s), round_id).id
     assert claim_job(engine, resume_job, "test")
     import align.rounds
 
@@ -367,7 +396,7 @@ def test_cancel_stops_a_running_round(round_env, monkeypatch):
             job = s.get(Job, job_id)
             assert job.status == JobStatus.running, job.error
             if ((job.progress or {}).get("step") or 0) >= 2:
-                request_cancel(s, job_id)
+                request_cancel(s, cli_actor(s), job_id)
                 break
         time.sleep(0.2)
     thread.join(60)

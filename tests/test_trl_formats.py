@@ -2,6 +2,7 @@
 prompt formats: conversational (message lists, through the tokenizer's chat template) and text (plain strings)."""
 
 import pytest
+import torch
 from datasets import load_from_disk
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 from trl import DPOConfig, DPOTrainer, RewardConfig, RewardTrainer, SFTConfig, SFTTrainer
@@ -64,7 +65,11 @@ def test_reward_trainer_uses_margin(exported, tmp_path):
     trainer = RewardTrainer(model=rm, train_dataset=dataset, processing_class=tokenizer,
                             args=RewardConfig(output_dir=str(tmp_path / "rm-out"), **COMMON))
     batch = next(iter(trainer.get_train_dataloader()))
-    assert "margin" in batch
+    assert "margin" in batch and bool((batch["margin"] != 0).any())
+    with torch.no_grad():  # the margin reaches the loss: a strong vote asks for a wider gap than a slight one
+        with_margin = trainer.compute_loss(trainer.model, dict(batch))
+        without = trainer.compute_loss(trainer.model, {**batch, "margin": torch.zeros_like(batch["margin"])})
+    assert not torch.isclose(with_margin, without)
     trainer.train()
     assert len(_losses(trainer)) == 2
     if fmt == "conversational":
