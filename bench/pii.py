@@ -342,37 +342,30 @@ def plant(kind: str, locale: str, carrier: str, rng: random.Random) -> tuple[str
     return row, value, row.replace(value, f"[{kind}]")
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seed", type=int, default=20240501)
-    parser.add_argument("--per-region", type=int, default=40, help="planted values per type and region")
-    parser.add_argument("--show-misses", action="store_true")
-    args = parser.parse_args()
-    rng = random.Random(args.seed)
+def measure(seed: int = 20240501, per_region: int = 40, show_misses: bool = False) -> dict:
+    """Recall and exact share per type, false positives on clean and hard rows, throughput, and whether the
+    targets are met (``ok``)."""
+    rng = random.Random(seed)
     corpus = load_corpus()
     if not corpus:
-        print(f"no demo completions under {DEMO_DATA}")
-        return 1
+        raise SystemExit(f"no demo completions under {DEMO_DATA}")
     clean = [(loc, country, t) for loc, (country, texts) in corpus.items() for t in texts]
-
-    print(f"demo corpus: {len(clean)} completions from {', '.join(sorted(corpus)) or 'no regions'}")
-    print(f"{'type':<6} {'planted':>8} {'recall %':>9} {'exact %':>8}")
-    ok = True
+    out: dict = {"rows": len(clean), "regions": sorted(corpus), "recall": {}, "exact": {}, "planted": {}}
     for kind in sorted(PII_TYPES):
         hits = exact = planted = 0
         for locale in LOCALES:
-            for _ in range(args.per_region):
+            for _ in range(per_region):
                 row, value, expected = plant(kind, locale, rng.choice(carriers(corpus, locale)), rng)
-                out, found = scrub(row, LOCALES[locale])
+                scrubbed, found = scrub(row, LOCALES[locale])
                 planted += 1
-                hit = value not in out and f"[{kind}]" in out and found == {kind: 1}
+                hit = value not in scrubbed and f"[{kind}]" in scrubbed and found == {kind: 1}
                 hits += hit
-                exact += out == expected and found == {kind: 1}
-                if args.show_misses and out != expected:
-                    print(f"  {'INEXACT' if hit else 'MISS'} {kind} {locale} {value!r}: {out!r} {dict(found)}")
-        recall = 100 * hits / planted
-        ok &= recall >= RECALL_TARGET
-        print(f"{kind:<6} {planted:>8} {recall:>9.2f} {100 * exact / planted:>8.2f}")
+                exact += scrubbed == expected and found == {kind: 1}
+                if show_misses and scrubbed != expected:
+                    print(f"  {'INEXACT' if hit else 'MISS'} {kind} {locale} {value!r}: {scrubbed!r} {dict(found)}")
+        out["planted"][kind] = planted
+        out["recall"][kind] = 100 * hits / planted
+        out["exact"][kind] = 100 * exact / planted
 
     changed = [t for _, country, t in clean if scrub(t, country)[0] != t]
     hard = []
@@ -380,24 +373,42 @@ def main() -> int:
         for _ in range(3):
             text = insert_sentence(text, rng.choice(DECOYS[LANG.get(locale, "en")]), rng)
         hard.append((country, text))
-    hard_changed = [(t, out) for t, out in ((t, scrub(t, c)[0]) for c, t in hard) if out != t]
-    if args.show_misses:
+    hard_changed = [(t, scrubbed) for t, scrubbed in ((t, scrub(t, c)[0]) for c, t in hard) if scrubbed != t]
+    if show_misses:
         for before, after in hard_changed:
             print(f"  FP {before!r}\n  -> {after!r}")
-    fp = 100 * len(changed) / max(len(clean), 1)
-    fp_hard = 100 * len(hard_changed) / max(len(hard), 1)
-    ok &= fp <= FP_TARGET and fp_hard <= FP_TARGET
-    print(f"false positives, clean demo corpus: {len(changed)}/{len(clean)} = {fp:.2f} %")
-    print(f"false positives, hard negatives:    {len(hard_changed)}/{len(hard)} = {fp_hard:.2f} %")
+    out["fp_clean"] = 100 * len(changed) / max(len(clean), 1)
+    out["fp_hard"] = 100 * len(hard_changed) / max(len(hard), 1)
+    out["fp_counts"] = (len(changed), len(clean), len(hard_changed), len(hard))
 
     rows, start = 0, time.perf_counter()
     while time.perf_counter() - start < 1.0:
         for _, country, text in clean:
             scrub(text, country)
         rows += len(clean)
-    print(f"throughput: {rows / (time.perf_counter() - start):,.0f} rows/s (scrub on the demo corpus)")
-    print("targets met" if ok else f"TARGETS MISSED (recall >= {RECALL_TARGET} %, FP <= {FP_TARGET} %)")
-    return 0 if ok else 1
+    out["rows_per_s"] = rows / (time.perf_counter() - start)
+    out["ok"] = (all(r >= RECALL_TARGET for r in out["recall"].values())
+                 and out["fp_clean"] <= FP_TARGET and out["fp_hard"] <= FP_TARGET)
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seed", type=int, default=20240501)
+    parser.add_argument("--per-region", type=int, default=40, help="planted values per type and region")
+    parser.add_argument("--show-misses", action="store_true")
+    args = parser.parse_args()
+    m = measure(args.seed, args.per_region, args.show_misses)
+    print(f"demo corpus: {m['rows']} completions from {', '.join(m['regions'])}")
+    print(f"{'type':<6} {'planted':>8} {'recall %':>9} {'exact %':>8}")
+    for kind in sorted(m["recall"]):
+        print(f"{kind:<6} {m['planted'][kind]:>8} {m['recall'][kind]:>9.2f} {m['exact'][kind]:>8.2f}")
+    changed, clean, hard_changed, hard = m["fp_counts"]
+    print(f"false positives, clean demo corpus: {changed}/{clean} = {m['fp_clean']:.2f} %")
+    print(f"false positives, hard negatives:    {hard_changed}/{hard} = {m['fp_hard']:.2f} %")
+    print(f"throughput: {m['rows_per_s']:,.0f} rows/s (scrub on the demo corpus)")
+    print("targets met" if m["ok"] else f"TARGETS MISSED (recall >= {RECALL_TARGET} %, FP <= {FP_TARGET} %)")
+    return 0 if m["ok"] else 1
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from collect.pairing import make_pairs, pairs_per_prompt
 from collect.policy import ReviewPolicy
 from db import rollups
 from db.models import Assignment, Generation, ModelVersion, Pair, Prompt, Side, VersionStatus, Vote
+from db.session import is_disconnect
 from rewards.winrate import half_width as ci_half_width
 
 log = logging.getLogger(__name__)
@@ -149,8 +150,11 @@ def _refresh(engine: Engine, key: tuple[str, int], lock: threading.Lock) -> None
             rollups.refresh(session)  # fold final votes into the running totals: the counts below stay cheap
             session.commit()
             _VIEWS[key] = _RegionView(time.monotonic(), read_targets(session, key[1]))
-    except Exception:  # the old counts keep serving; the next expiry tries again
-        log.exception("re-reading the scheduler's vote counts for region %s failed", key[1])
+    except Exception as exc:  # the old counts keep serving; the next expiry tries again
+        if is_disconnect(exc):  # a database restart: expected, and retried at the next expiry
+            log.warning("re-reading the scheduler's vote counts for region %s: connection lost", key[1])
+        else:
+            log.exception("re-reading the scheduler's vote counts for region %s failed", key[1])
     finally:
         lock.release()
 
