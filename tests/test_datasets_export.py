@@ -12,7 +12,7 @@ from collect.datasets import DatasetFilter, preference_rows, sft_rows
 from collect.export import write_rows
 from collect.ingest import import_file
 from db.errors import ValidationError
-from db.models import Choice, Generation, ModelVersion, Pair, Prompt, Region, Side, Split, Strength, Vote
+from db.models import Choice, Generation, ModelVersion, Pair, Prompt, Region, Side, Split, Strength, User, Vote
 from db.session import session_scope
 from tests.conftest import write_jsonl
 
@@ -153,3 +153,20 @@ def test_round_trip_import_export_preferences(loaded, tmp_path):
     expected = {(r["prompt"], r["chosen"], r["rejected"]) for r in source}
     expected = {t if "shop@" not in t[1] else (t[0], "Mail [EMAIL] for a brew", t[2]) for t in expected}
     assert exported == expected
+
+
+def test_a_vote_without_strength_weighs_as_clear_in_the_margin(voted):
+    engine, _ = voted
+    with session_scope(engine) as s:
+        base, v1 = (s.scalar(select(ModelVersion).where(ModelVersion.name == n)) for n in ("base", "v1"))
+        prompt = s.scalars(select(Prompt).join(Region).where(Region.code == "en-GB-leeds", Prompt.split == Split.train)
+                           .order_by(Prompt.id)).all()[4]
+        pair = _pair(s, prompt, base, v1, "Plain copy", "Local copy")
+        user = s.scalar(select(User).where(User.username == "r0"))
+        s.add(Vote(pair_id=pair.id, user_id=user.id, region_id=pair.region_id, choice=Choice.b, strength=None,
+                   shown_left=Side.a))
+        s.flush()
+        rows, _ = preference_rows(s, prompt_format="raw")
+    row = next(r for r in rows if r["pair_id"] == pair.id)
+    # no strength given (an imported pair, an older vote): full weight, as a clear preference, not zero
+    assert (row["chosen"], row["margin"], row["agreement"]) == ("Local copy", 1.0, 1.0)

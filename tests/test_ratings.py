@@ -246,3 +246,12 @@ def test_anchoring_separation_and_regions():
     assert (out.groupby("region")["rank"].apply(lambda r: r.is_monotonic_increasing)).all()
     pd.testing.assert_frame_equal(bradley_terry(counts, VERSIONS, n_boot=50), out)
     assert bradley_terry(counts.iloc[:0], VERSIONS).empty
+
+
+def test_ties_with_bootstrap_resamples_on():
+    out = bradley_terry(counts_frame([(AUS, 1, 2, 0, 10, 10, 0)]), VERSIONS, n_boot=200)  # r1 (2) wins 10, ties 10
+    new = out[(out.region == AUS) & (out.version == "r1")].iloc[0]
+    assert np.isfinite([new.low, new.high]).all() and new.low < new.rating < new.high
+    assert new.rating - 1000 == pytest.approx(400 * math.log10(3), abs=1.0)  # ten ties are five wins each side
+    tie_only = bradley_terry(counts_frame([(AUS, 1, 2, 0, 0, 20, 0)]), VERSIONS, n_boot=200)
+    assert (tie_only[["rating", "low", "high"]].to_numpy() == 1000.0).all()  # every resample is all ties too

@@ -70,12 +70,14 @@ def test_sides_are_randomised_by_the_scheduler(loaded):
     with session_scope(loaded) as s:
         s.execute(update(Pair).values(reviews_wanted=9))
     for user in _reviewers(loaded, 9, ["en-GB-leeds", "en-AU-perth"]):
-        while True:
+        for _ in range(100):  # bounded: 24 pairs, so a queue that never empties fails instead of hanging
             with session_scope(loaded) as s:
                 item = next_item(s, user)
                 if item is None:
                     break
                 submit_vote(s, user, item.assignment_id, "tie")
+        else:
+            pytest.fail(f"{user.username}'s queue never emptied")
     with session_scope(loaded) as s:
         sides = s.scalars(select(Assignment.shown_left)).all()
     assert len(sides) == 9 * 24

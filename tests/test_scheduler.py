@@ -103,13 +103,15 @@ def test_a_pair_gets_as_many_reviewers_as_it_wants_and_no_more(loaded):
     got = {}
     for rev in reviewers:
         mine = []
-        while True:
+        for _ in range(1000):  # bounded: a queue that never empties fails instead of hanging
             with session_scope(loaded) as s:
                 a = next_assignment(s, rev.id, rev.region_ids, rng=random.Random(rev.id), policy=NO_GOLD)
                 if a is None:
                     break
                 mine.append(a.pair_id)
             vote(loaded, rev, mine[-1], ids["v2"])
+        else:
+            pytest.fail(f"{rev.username}'s queue never emptied")
         got[rev.username] = mine
     per_pair = Counter(p for mine in got.values() for p in mine)
     with session_scope(loaded) as s:
