@@ -126,6 +126,14 @@ def _settle(page: Page) -> None:
     page.wait_for_timeout(300)
 
 
+def _click_once(page: Page, label: str) -> None:
+    """Click the control labelled ``label`` once the previous pair's form is gone: each pair has its own form
+    (per-assignment keys), and Streamlit shows the old one, stale, until the rerun that replaces it ends."""
+    control = page.get_by_text(label, exact=True)
+    expect(control).to_have_count(1, timeout=20_000)
+    control.click()
+
+
 def _shown(page: Page, known: set[str]) -> tuple[str, str]:
     """The two outputs on screen, left then right."""
     texts = [t.strip() for t in page.locator('[data-testid="stText"]').all_inner_texts()]
@@ -157,12 +165,12 @@ def test_reviewer_flow_in_chromium(server, engine, tmp_path):
         assert not words & {"base", "tiny", "v1", "SmolLM2"}  # blind: no model or version name on the page
         for i, (choice, strength, rewrite, side) in enumerate(plan, start=1):
             seen.append(_shown(page, known))
-            page.get_by_text(choice, exact=True).click()
+            _click_once(page, choice)
             if strength:
-                page.get_by_text(strength, exact=True).click()
+                _click_once(page, strength)
             if rewrite:
                 page.get_by_role("textbox", name="Rewrite the better output (optional)").fill(rewrite)
-                page.get_by_text(side, exact=True).click()
+                _click_once(page, side)
             page.get_by_role("button", name="Submit vote").click()
             expect(_votes_today(page)).to_have_text(str(i), timeout=20_000)
             _settle(page)
