@@ -156,7 +156,7 @@ class Tally:
             self.counts[key] += n
 
 
-def reviewer(engine, factory, user: CurrentUser, votes: int, tally: Tally, seed: int,
+def reviewer(factory, user: CurrentUser, votes: int, tally: Tally, seed: int,
              run: Callable[[Callable], object]) -> None:
     """Vote ``votes`` times (or until the queue is empty) with double-clicks, racing double-clicks and stale tabs."""
     rng = random.Random(seed + user.id)
@@ -218,7 +218,7 @@ def run_reviewers(engine, users: list[CurrentUser], votes: int, seed: int, tally
         return in_transaction(engine, work, backoff_s=0.05)
 
     stop = threading.Event()
-    threads = [threading.Thread(target=reviewer, args=(engine, factory, u, votes, tally, seed, run)) for u in users]
+    threads = [threading.Thread(target=reviewer, args=(factory, u, votes, tally, seed, run)) for u in users]
     side = threading.Thread(target=killer, args=(stop,)) if killer else None
     t0 = time.perf_counter()
     for t in threads:
@@ -295,10 +295,10 @@ class RetryCounter(logging.Handler):
 
 def check_kill(engine, url: str, reviewers: int, votes: int, seed: int, every_s: float = 1.0) -> bool:
     # the live votes of the previous check stay: this check counts only rows above its own marker
-    with session_scope(engine) as s:
-        marker = review_load.read_marker(engine)
-        marker.details = {**marker.details, "max_ids": {**marker.details["max_ids"],
-                                                        "votes": s.scalar(select(func.max(Vote.id))) or 0}}
+    marker = review_load.read_marker(engine)  # detached: the changed copy below is never written back
+    with engine.connect() as conn:
+        first = conn.scalar(select(func.max(Vote.id))) or 0
+    marker.details = {**marker.details, "max_ids": {**marker.details["max_ids"], "votes": first}}
     users = review_load.live_users(engine, reviewers, seed + 1)
     killer_engine = create_engine(url, poolclass=NullPool)
     kills = Counter()
