@@ -7,11 +7,15 @@ import logging
 
 import streamlit as st
 
-from align import rounds_page
-from collect import admin_page, data_page, home_page, login_page, review_page
 from collect.markdown_text import escape_markdown
-from collect.session_state import current_user, logout
-from rewards import dashboard_page
+from ui.pages import admin as admin_page
+from ui.pages import dashboard as dashboard_page
+from ui.pages import data as data_page
+from ui.pages import login as login_page
+from ui.pages import overview as home_page
+from ui.pages import review as review_page
+from ui.pages import rounds as rounds_page
+from ui.session import current_user, logout
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 st.set_page_config(page_title="GeoAlign", page_icon="🗺️", layout="wide")

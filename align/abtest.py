@@ -29,6 +29,7 @@ from align.sampling import DecodingParams, load_policy, render_all
 from collect.export import write_rows
 from collect.readers import read_records
 from db.errors import NotFound, ValidationError
+from db.lookups import get_region
 from db.models import AbTest, AbVariant, AuditEvent, ModelVersion, Region, TaskType, VersionStatus
 from db.session import session_scope
 
@@ -80,9 +81,7 @@ def _rows_of(session: Session, test: AbTest) -> list[dict]:
 
 def _resolve(session: Session, name: str, region_code: str, tuned_name: str,
              generic_name: str | None) -> tuple[Region, ModelVersion, ModelVersion]:
-    region = session.scalar(select(Region).where(Region.code == region_code))
-    if region is None:
-        raise NotFound(f"region {region_code!r} does not exist")
+    region = get_region(session, region_code)
     found = {}
     for arm, version_name in (("tuned", tuned_name), ("generic", generic_name)):
         if version_name is None:

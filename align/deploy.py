@@ -8,14 +8,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.errors import NotFound, ValidationError
-from db.models import AuditEvent, Deployment, ModelVersion, Region, VersionStatus
+from db.lookups import get_region
+from db.models import AuditEvent, Deployment, ModelVersion, VersionStatus
 
 
 def deploy(session: Session, region_code: str, version_name: str, user_id: int | None = None) -> None:
     """Serve ``version_name`` for ``region_code`` from now on (audited)."""
-    region = session.scalar(select(Region).where(Region.code == region_code))
-    if region is None:
-        raise NotFound(f"region {region_code!r} does not exist")
+    region = get_region(session, region_code)
     version = session.scalar(select(ModelVersion).where(ModelVersion.name == version_name))
     if version is None:
         raise NotFound(f"model version {version_name!r} does not exist")

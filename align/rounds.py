@@ -53,6 +53,7 @@ from collect.auth import CurrentUser, require
 from collect.datasets import DatasetFilter, preference_rows, sft_rows
 from collect.prompting import BriefContext, dataset_prompt
 from db.errors import GeoAlignError, NotFound, ValidationError
+from db.lookups import get_region
 from db.models import AuditEvent, Job, JobStatus, ModelVersion, Prompt, Region, Round, Split, utcnow
 from db.names import check_name
 from db.session import session_scope
@@ -89,10 +90,7 @@ def queue_round(session: Session, actor: CurrentUser | None, region: str | None,
     config = config or load_config()
     region_row = None
     if region is not None:
-        region_row = session.scalar(select(Region).where(Region.code == region))
-        if region_row is None:
-            known = ", ".join(session.scalars(select(Region.code).order_by(Region.code))) or "none"
-            raise NotFound(f"unknown region {region!r}; known: {known}")
+        region_row = get_region(session, region)
         check_name("region code", region)  # it names the round's version and adapter folder: fail before queueing
     # fail now, not in the worker: an unknown parent, a lora section its adapter ignores, nothing to train
     policy_parent, _ = round_parents(session, config, region_row.id if region_row else None)

@@ -26,7 +26,8 @@ from align.generate import Constraints, Deadline, DeadlineExceeded, generate_con
 from align.sampling import DecodingParams, load_policy, render_all
 from collect.prompting import TASK_LABELS, BriefContext
 from db.apikeys import Scope, authenticate
-from db.errors import ValidationError
+from db.errors import NotFound, ValidationError
+from db.lookups import get_region
 from db.models import Deployment, ModelVersion, Region
 from db.session import session_scope
 
@@ -202,9 +203,10 @@ def create_app(engine: Engine, max_batch: int = 32, timeout_s: float = 60.0) -> 
         if not key.allows(body.region):
             raise HTTPException(403, f"this key may not use region {body.region!r}")
         with session_scope(engine) as session:
-            region = session.scalar(select(Region).where(Region.code == body.region))
-            if region is None:
-                raise HTTPException(404, f"region {body.region!r} does not exist")
+            try:
+                region = get_region(session, body.region)
+            except NotFound as exc:
+                raise HTTPException(404, str(exc)) from None
             deployed = session.scalar(select(ModelVersion).join(Deployment, Deployment.model_version_id ==
                                                                 ModelVersion.id)
                                       .where(Deployment.region_id == region.id))

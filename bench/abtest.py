@@ -29,7 +29,7 @@ from sqlalchemy import create_engine, insert, select, text
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from align.abtest import import_results, variant_key  # noqa: E402
-from align.demo import DEMO_DATA  # noqa: E402
+from cli.demo import DEMO_DATA  # noqa: E402
 from collect.ingest import import_regions  # noqa: E402
 from db import migrate  # noqa: E402
 from db.errors import ValidationError  # noqa: E402

@@ -152,9 +152,9 @@ class Bench:
 
     def run_round(self, region: str, config) -> tuple[str, dict]:
         """Queue and run one round as a worker would; the published version's name and stage metrics."""
-        from align.cli import cli_actor
         from align.jobs import claim_job, run_job
         from align.rounds import queue_round
+        from cli.main import cli_actor
         from db.models import Job
         from db.session import session_scope
 

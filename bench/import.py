@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from align.demo import DEMO_DATA, demo_region_dirs  # noqa: E402
+from cli.demo import DEMO_DATA, demo_region_dirs  # noqa: E402
 from collect.ingest import import_file, import_regions  # noqa: E402
 from collect.tags import ensure_default_tags  # noqa: E402
 from db import migrate  # noqa: E402

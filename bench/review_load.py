@@ -11,7 +11,7 @@ production), holding the six demo regions, ~2,000 prompts per region, a base mod
 region and two all-region versions (parent chains), four generations per (prompt, version), 70 historic pairs per
 prompt (5 each of 14 pairings: newest vs parent, vs base, older comparisons, regional vs all-region), 200 reviewers
 with one or two regions each, and ``--votes`` votes spread over 12 weeks, each with its assignment, as many per pair
-as collect/policy.py asks (mostly one, a tenth three; gold pairs ~8) and ``pairs.assigned`` to match; plus a pool of
+as review_policy.py asks (mostly one, a tenth three; gold pairs ~8) and ``pairs.assigned`` to match; plus a pool of
 fresh, unvoted pairs, mostly of the comparisons the scheduler targets. PostgreSQL is filled with COPY, SQLite with
 executemany inserts, each in one transaction with secondary indexes (and on PostgreSQL foreign keys) rebuilt after.
 
@@ -68,8 +68,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from collect.auth import CurrentUser  # noqa: E402
 from collect.ingest import import_regions  # noqa: E402
-from collect.policy import ReviewPolicy  # noqa: E402
 from collect.review import last_undoable, next_item, progress, submit_vote  # noqa: E402
+from collect.review_policy import ReviewPolicy  # noqa: E402
 from collect.splits import content_hash  # noqa: E402
 from collect.tags import ensure_default_tags  # noqa: E402
 from db import migrate  # noqa: E402
@@ -920,7 +920,7 @@ def time_dashboard(engine: Engine) -> dict[str, float]:
     reviewer quality). The first load after a bulk fill builds the running totals from every vote, once; it is
     printed apart, and the figures returned (their sum is the dashboard's time) are those of the next load, which
     is what a lead waits for from then on."""
-    from align.cli import cli_actor
+    from cli.main import cli_actor
     from rewards.dashboard import load_dashboard
 
     for attempt in ("first", "next"):

@@ -38,10 +38,10 @@ def main() -> int:
     settings, demo_s = demo_home(args.home, "geoalign-bench-")
     home = settings.home
 
-    from align.cli import cli_actor
     from align.config import load_config
     from align.jobs import claim_job, run_job
     from align.rounds import queue_round, round_dir
+    from cli.main import cli_actor
     from collect.simulate import simulate_all_regions
     from db.models import Job
     from db.session import get_engine, session_scope
@@ -121,7 +121,7 @@ def demo_home(home: str | None, prefix: str):
     os.environ.setdefault("GEOALIGN_REVIEWER_PASSWORD", "bench-password-1")
     os.environ.setdefault("GEOALIGN_ADMIN_PASSWORD", "bench-password-1")
 
-    from align.demo import run_demo
+    from cli.demo import run_demo
     from db.settings import Settings
 
     settings = Settings.from_env()

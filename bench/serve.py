@@ -27,9 +27,9 @@ import uvicorn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from align.demo import DEMO_DATA  # noqa: E402
 from align.deploy import deploy  # noqa: E402
 from align.serve import create_app  # noqa: E402
+from cli.demo import DEMO_DATA  # noqa: E402
 from collect.ingest import import_examples, import_regions  # noqa: E402
 from collect.tags import ensure_default_tags  # noqa: E402
 from db import migrate  # noqa: E402

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.errors import NotFound, ValidationError
+from db.lookups import get_regions
 from db.models import AuditEvent, Region, Role, User, UserRole
 
 _hasher = PasswordHasher()
@@ -48,12 +49,7 @@ def _roles(names: list[str]) -> list[Role]:
 
 
 def _regions(session: Session, codes: list[str]) -> list[Region]:
-    found = {r.code: r for r in session.scalars(select(Region).where(Region.code.in_(codes)))}
-    missing = [c for c in codes if c not in found]
-    if missing:
-        known = ", ".join(session.scalars(select(Region.code).order_by(Region.code)))
-        raise NotFound(f"unknown region {missing[0]!r}; known: {known or 'none'}")
-    return [found[c] for c in codes]
+    return get_regions(session, codes)
 
 
 def create_user(session: Session, username: str, password: str, roles: list[str], regions: list[str] = ()) -> User:

@@ -8,7 +8,7 @@ import random
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from collect.policy import ReviewPolicy
+from collect.review_policy import ReviewPolicy
 from collect.splits import normalize_text
 from db.models import Generation, ModelVersion, Pair, Prompt
 

@@ -32,7 +32,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from collect.pairing import make_pairs, pairs_per_prompt
-from collect.policy import ReviewPolicy
+from collect.review_policy import ReviewPolicy
 from db import rollups
 from db.models import Assignment, Generation, ModelVersion, Pair, Prompt, Side, VersionStatus, Vote
 from db.session import is_disconnect

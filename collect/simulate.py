@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from collect.auth import CurrentUser
 from collect.prompting import TASK_LABELS
 from collect.review import next_item, submit_vote
+from db.lookups import get_region, get_regions
 from db.models import Region, User, Vote
 from rewards.rules import RegionRules, regional_reward
 
@@ -42,7 +43,7 @@ def rule_taste(session: Session) -> Taste:
 
     def score(texts: list[str], regions: list[str], tasks: list[str]) -> list[float]:
         for code in set(regions) - set(rules):
-            rules[code] = RegionRules.from_profile(session.scalar(select(Region).where(Region.code == code)))
+            rules[code] = RegionRules.from_profile(get_region(session, code))
         return [regional_reward(t, rules[r], k) for t, r, k in zip(texts, regions, tasks, strict=True)]
 
     return Taste(score, tie_margin=0.02, clear_margin=0.2)
@@ -79,12 +80,9 @@ def simulate_all_regions(session: Session, regions: list[str] | None = None, per
     """One simulated reviewer per region (system account ``simulated-<code>``) votes on its queued pairs."""
     from collect.accounts import create_user, new_password
     from collect.auth import act_as_system
-    from db.errors import NotFound
 
-    known = {r.code: r for r in session.scalars(select(Region).order_by(Region.code))}
-    missing = sorted(set(regions or ()) - set(known))
-    if missing:
-        raise NotFound(f"unknown region(s) {missing}; known: {', '.join(known) or 'none'}")
+    known = {r.code: r for r in get_regions(session, regions)} if regions else \
+        {r.code: r for r in session.scalars(select(Region).order_by(Region.code))}
     counts = {}
     for code in regions or list(known):
         name = f"simulated-{code}"[:64]

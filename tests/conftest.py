@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, select, text
 
-from collect.policy import ReviewPolicy
+from collect.review_policy import ReviewPolicy
 from db import migrate
 from db.session import make_engine, session_scope
 from db.settings import Settings

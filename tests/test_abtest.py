@@ -7,12 +7,12 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from align.cli import cli_actor, main
 from scipy.stats import norm
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
 from align.abtest import import_results, variant_key
-from align.cli import cli_actor, main
 from db.errors import NotFound, ValidationError
 from db.models import AbTest, AbVariant, ModelVersion, Region, TaskType
 from db.queries import ALL_REGIONS, ab_results

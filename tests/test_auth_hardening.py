@@ -217,7 +217,7 @@ def test_admin_actions_refuse_non_admins(engine, name):
 
 
 def _admin_page():
-    from collect import admin_page
+    from ui.pages import admin as admin_page
 
     admin_page.render()
 
@@ -280,7 +280,7 @@ def test_usernames_are_not_rendered_as_markdown(loaded, name):
 
 
 def _rounds_page():
-    from align import rounds_page
+    from ui.pages import rounds as rounds_page
 
     rounds_page.render()
 
@@ -295,7 +295,7 @@ def test_rounds_page_refusal_quotes_the_username_as_text(loaded):
 
 
 def _dashboard_page():
-    from rewards import dashboard_page
+    from ui.pages import dashboard as dashboard_page
 
     dashboard_page.render()
 

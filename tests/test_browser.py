@@ -24,9 +24,9 @@ import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 from sqlalchemy import select
 
-from align.demo import DEMO_DATA
 from align.registry import ensure_base_version
 from align.sampling import DecodingParams, generate_candidates, load_policy
+from cli.demo import DEMO_DATA
 from collect.ingest import import_examples, import_regions
 from collect.pairing import make_pairs as pair_up
 from collect.tags import ensure_default_tags

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from align.cli import build_parser, main
+from cli.main import build_parser, main
 
 SUBCOMMANDS = [
     ["demo"],
@@ -52,7 +52,7 @@ def test_top_level_help_lists_commands_and_configuration():
 def _run(args, env_extra, cwd):
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "GEOALIGN_HOME")} | env_extra
     return subprocess.run(
-        [sys.executable, "-m", "align.cli", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=120
+        [sys.executable, "-m", "cli.main", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=120
     )
 
 

@@ -3,7 +3,7 @@
 import pytest
 from sqlalchemy import func, select
 
-from align.cli import main
+from cli.main import main
 from db.models import Job, JobStatus, Round
 from db.session import session_scope
 

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
-from align.cli import cli_actor
+from cli.main import cli_actor
 from collect.review import submit_vote
 from db import queries
 from db.errors import AuthError, PermissionDenied
@@ -103,7 +103,7 @@ def test_dashboard_tables_for_a_region_and_all_regions(voted):
 
 
 def _dashboard_page():
-    from rewards import dashboard_page
+    from ui.pages import dashboard as dashboard_page
 
     dashboard_page.render()
 
@@ -138,7 +138,7 @@ def test_dashboard_page_shows_charts_and_downloads(voted):
 
 
 def test_stats_command_prints_and_exports(voted, tmp_path, capsys):
-    from align.cli import main
+    from cli.main import main
 
     assert main(["stats", "--region", "en-GB-leeds", "--out", str(tmp_path / "csv"), "--bootstrap", "20"]) == 0
     out = capsys.readouterr().out

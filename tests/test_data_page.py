@@ -7,10 +7,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from collect.auth import CurrentUser
-from collect.data_page import export_bytes, import_upload, problems_frame
 from collect.datasets import DatasetFilter
 from db.errors import PermissionDenied, ValidationError
 from tests.conftest import login_as
+from ui.pages.data import export_bytes, import_upload, problems_frame
 
 GOLD = "\n".join(json.dumps({"task_type": "ad_copy", "prompt": f"Upload brief {i}", "completion": f"Ey up copy {i}",
                              "tags": ["local_idiom"]}) for i in range(5)).encode()
@@ -56,7 +56,7 @@ def test_reviewers_cannot_import_or_export(loaded):
 
 
 def _data_page():
-    from collect import data_page
+    from ui.pages import data as data_page
 
     data_page.render()
 

@@ -2,7 +2,7 @@
 
 from sqlalchemy import func, select
 
-from align.demo import reviewer_name, run_demo
+from cli.demo import reviewer_name, run_demo
 from collect.accounts import verify_password
 from db.models import Base, Example, Generation, ModelVersion, Pair, Prompt, Region, User
 from db.session import get_engine, session_scope

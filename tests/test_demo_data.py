@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from align.demo import DEMO_DATA, demo_region_dirs
+from cli.demo import DEMO_DATA, demo_region_dirs
 from collect.ingest import MONTHS, TASK_TYPES
 
 REGIONS = {"en-GB-manchester", "en-US-austin", "en-AU-melbourne", "de-DE-munich", "es-ES-madrid",

@@ -110,7 +110,7 @@ def test_input_errors_name_file_row_and_field(tmp_path):
 
 
 def test_generate_command_writes_one_row_per_brief(loaded, settings, tiny_model, tmp_path, capsys, monkeypatch):
-    from align.cli import main
+    from cli.main import main
     from db.models import ModelVersion, Region
     from db.session import session_scope
 

@@ -255,7 +255,7 @@ def test_prompt_options(gold):
 
 
 def _data_page():
-    from collect import data_page
+    from ui.pages import data as data_page
 
     data_page.render()
 

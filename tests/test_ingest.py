@@ -369,7 +369,7 @@ def test_deeply_nested_tags_in_a_csv_cell_are_a_problem(loaded, tmp_path):
 
 
 def test_import_errors_exit_2_with_one_line(loaded, tmp_path, capsys):
-    from align.cli import main
+    from cli.main import main
 
     path = tmp_path / "deep.jsonl"
     path.write_text("[" * 5000 + "]" * 5000 + "\n")

@@ -15,7 +15,6 @@ import pytest
 from sqlalchemy import update
 
 from align import jobs
-from align.cli import cli_actor, main
 from align.jobs import (
     HANDLERS,
     Heartbeat,
@@ -29,6 +28,7 @@ from align.jobs import (
     run_job,
     run_worker,
 )
+from cli.main import cli_actor, main
 from db.errors import NotFound, ValidationError
 from db.models import Job, JobStatus, Round, utcnow
 from db.session import session_scope
@@ -284,7 +284,7 @@ def test_reap_stale_fails_the_job_and_its_round(any_engine):
 def test_killed_worker_process_is_reaped(engine, home):
     round_id = add_round(engine, JobStatus.running)
     (job_id,) = add_jobs(engine, 1, {"seconds": 60, "steps": 120}, round_id=round_id)
-    proc = subprocess.Popen([sys.executable, "-m", "align.cli", "worker", "--once", "--name", "doomed"],
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "worker", "--once", "--name", "doomed"],
                             cwd=REPO, env=worker_env(engine, home), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         wait_for(lambda: job_row(engine, job_id).progress.get("step", 0) >= 1, timeout=60, what="step 1 in the worker")
@@ -309,7 +309,7 @@ def test_killed_worker_process_is_reaped(engine, home):
 
 def test_sigterm_stops_the_worker_after_the_current_job(engine, home):
     first, second = add_jobs(engine, 2, {"seconds": 1.5, "steps": 6})
-    proc = subprocess.Popen([sys.executable, "-m", "align.cli", "worker", "--poll", "0.2", "--name", "polite"],
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "worker", "--poll", "0.2", "--name", "polite"],
                             cwd=REPO, env=worker_env(engine, home), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
     try:

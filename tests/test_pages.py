@@ -111,7 +111,7 @@ def test_navigation_follows_roles(loaded):
 
 
 def _admin_page():
-    from collect import admin_page
+    from ui.pages import admin as admin_page
 
     admin_page.render()
 

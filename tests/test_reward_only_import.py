@@ -9,7 +9,7 @@ import json
 
 from sqlalchemy import select
 
-from align.cli import main
+from cli.main import main
 from db.models import ModelVersion, Round
 from db.session import session_scope
 from tests.conftest import write_jsonl

@@ -13,11 +13,11 @@ from sqlalchemy import func, select
 
 import align.evaluation
 import align.rounds
-from align.cli import cli_actor
 from align.config import load_config
 from align.jobs import request_cancel
 from align.registry import ensure_base_version
 from align.rounds import _Plan, publish, queue_resume, queue_round
+from cli.main import cli_actor
 from collect.ingest import import_regions
 from db.errors import AuthError, PermissionDenied, ValidationError
 from db.models import Generation, Job, JobStatus, ModelVersion, Pair, Prompt, Region, Round

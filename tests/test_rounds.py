@@ -21,13 +21,13 @@ import torch
 from safetensors.torch import load_file
 from sqlalchemy import func, select
 
-from align.cli import cli_actor, main
 from align.config import load_config
-from align.demo import DEMO_DATA
 from align.jobs import claim_job, reap_stale, run_job
 from align.registry import ensure_base_version
 from align.rounds import queue_resume, queue_round, round_dir, round_parents
 from align.sampling import DecodingParams, generate_candidates
+from cli.demo import DEMO_DATA
+from cli.main import cli_actor, main
 from collect.ingest import import_examples, import_regions
 from collect.pairing import make_pairs
 from collect.simulate import simulate_all_regions
@@ -280,8 +280,8 @@ def adapter_parent(loaded, tiny_model, tmp_path, monkeypatch) -> tuple:
 
 def test_a_lora_section_that_differs_from_the_parent_adapter_is_refused(adapter_parent, tiny_model, tmp_path, caplog,
                                                                       capsys):
-    from align.cli_rounds import _run_now
     from align.config import check_lora_continues
+    from cli.rounds import _run_now
 
     engine, settings, round_id = adapter_parent
     with session_scope(engine) as s:
@@ -325,7 +325,7 @@ def test_killed_worker_round_is_reaped_and_resumed(round_env):
     round_id, job_id = _queue(engine, slow)
     env = os.environ | {"GEOALIGN_HEARTBEAT_S": "0.5", "GEOALIGN_STALE_AFTER_S": "3",
                         "DATABASE_URL": settings.database_url}
-    worker = subprocess.Popen([sys.executable, "-m", "align.cli", "worker", "--once"], env=env,
+    worker = subprocess.Popen([sys.executable, "-m", "cli.main", "worker", "--once"], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120

@@ -11,11 +11,11 @@ from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
 from align.jobs import enqueue
-from align.rounds_page import build_config, history_frame, metrics_frame, published_text, stage_line, win_rate_text
 from db.errors import ConfigError
 from db.models import Job, JobStatus, ModelVersion, Region, Round, utcnow
 from db.session import session_scope
 from tests.conftest import login_as
+from ui.pages.rounds import build_config, history_frame, metrics_frame, published_text, stage_line, win_rate_text
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 TIMEOUT = 60  # the first config check imports TRL
@@ -25,7 +25,7 @@ WIN = {"rate": 0.62, "low": 0.41, "high": 0.8, "n": 24, "wins": 14, "ties": 2, "
 
 
 def _rounds_page():
-    from align import rounds_page
+    from ui.pages import rounds as rounds_page
 
     rounds_page.render()
 

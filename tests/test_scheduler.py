@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import func, select
 
 from collect import scheduler
-from collect.policy import ReviewPolicy
 from collect.review import skip
+from collect.review_policy import ReviewPolicy
 from collect.scheduler import Target, choose_target, next_assignment, one_vote_gain, read_targets
 from db.errors import ConfigError
 from db.models import Assignment, Choice, Pair, Vote

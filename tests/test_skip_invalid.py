@@ -12,13 +12,13 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
-from align.cli import main
+from cli.main import main
 from collect.auth import CurrentUser
-from collect.data_page import import_upload
 from db.models import Base, Pair, Vote
 from db.session import session_scope
 from tests.conftest import login_as, write_jsonl
 from tests.test_reward_only_import import hh_rows
+from ui.pages.data import import_upload
 
 EMPTY = (3, 11, 17, 29)  # 0-based rows whose chosen reply is empty, as in HH-RLHF
 
@@ -97,7 +97,7 @@ def test_upload_with_skip_invalid_names_the_uploaded_file(loaded):
 
 
 def _data_page():
-    from collect import data_page
+    from ui.pages import data as data_page
 
     data_page.render()
 

@@ -8,10 +8,10 @@ import streamlit as st
 from collect import admin
 from collect.auth import require
 from collect.markdown_text import escape_markdown
-from collect.session_state import current_user
 from db.errors import GeoAlignError
 from db.models import Role
 from db.session import session_scope
+from ui.session import current_user
 
 ROLES = [r.value for r in Role]
 

@@ -19,10 +19,10 @@ from collect.gold import create_gold_pair, gold_pairs, prompt_options
 from collect.ingest import KINDS, TASK_TYPES, ImportReport, import_file, rejects_jsonl
 from collect.overview import region_codes
 from collect.prompting import PROMPT_FORMATS
-from collect.session_state import current_user
 from collect.tags import ensure_default_tags
 from db.errors import GeoAlignError, ValidationError
 from db.session import session_scope
+from ui.session import current_user
 
 UPLOAD_TYPES = ["jsonl", "json", "csv", "parquet"]
 DATA_ROLES = ("engineer", "admin")

@@ -8,7 +8,6 @@ import streamlit as st
 
 from collect.auth import CurrentUser, require
 from collect.markdown_text import escape_markdown
-from collect.session_state import current_user
 from db.queries import ALL_REGIONS
 from db.session import get_engine, session_scope
 from rewards.dashboard import (
@@ -24,6 +23,7 @@ from rewards.dashboard import (
     win_rate_by_round_chart,
     win_rate_over_time_chart,
 )
+from ui.session import current_user
 
 CACHE_S = 60  # aggregates over every vote: recomputed at most once a minute, or on "Refresh"
 EMPTY_STATE = ("No votes yet. Reviewers' judgements appear here as soon as they are cast: win-rates of every model "

@@ -21,14 +21,14 @@ from db.errors import GeoAlignError, ValidationError
 
 
 def _engine():
-    from align.cli import _engine as engine
+    from cli.main import _engine as engine
 
     return engine()
 
 
 def _actor(session):
-    """The CLI's acting user (``align.cli.cli_actor``)."""
-    from align.cli import cli_actor
+    """The CLI's acting user (``cli.main.cli_actor``)."""
+    from cli.main import cli_actor
 
     return cli_actor(session)
 

@@ -23,7 +23,7 @@ from db.errors import NotFound
 def _version_and_region(name: str, region_code: str | None = None) -> tuple[dict, dict | None]:
     from sqlalchemy import select
 
-    from align.cli import _engine
+    from cli.main import _engine
     from db.models import ModelVersion, Region
     from db.session import session_scope
 
@@ -73,7 +73,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_abtest_export(args: argparse.Namespace) -> int:
     from align.abtest import export_test
-    from align.cli import _engine
+    from cli.main import _engine
 
     _, region = _version_and_region(args.version, args.region)
     params, constraints = _decoding(args, region)
@@ -87,7 +87,7 @@ def cmd_abtest_export(args: argparse.Namespace) -> int:
 
 def cmd_abtest_import(args: argparse.Namespace) -> int:
     from align.abtest import import_results
-    from align.cli import _engine
+    from cli.main import _engine
     from db.session import session_scope
 
     with session_scope(_engine()) as session:
@@ -99,7 +99,7 @@ def cmd_abtest_import(args: argparse.Namespace) -> int:
 
 def cmd_abtest_list(args: argparse.Namespace) -> int:
     from align.abtest import list_tests
-    from align.cli import _engine
+    from cli.main import _engine
     from db.session import session_scope
 
     with session_scope(_engine()) as session:
@@ -115,7 +115,7 @@ def cmd_abtest_list(args: argparse.Namespace) -> int:
 def cmd_abtest_show(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from align.cli import _engine
+    from cli.main import _engine
     from db.queries import ab_results
     from db.session import session_scope
     from rewards.lift import lift_table
@@ -168,7 +168,7 @@ def cmd_model_export(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_add(args: argparse.Namespace) -> int:
-    from align.cli import _engine
+    from cli.main import _engine
     from db.apikeys import create_key
     from db.session import session_scope
 
@@ -179,7 +179,7 @@ def cmd_keys_add(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_list(args: argparse.Namespace) -> int:
-    from align.cli import _engine
+    from cli.main import _engine
     from db.apikeys import list_keys
     from db.session import session_scope
 
@@ -193,7 +193,7 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_revoke(args: argparse.Namespace) -> int:
-    from align.cli import _engine
+    from cli.main import _engine
     from db.apikeys import revoke_key
     from db.session import session_scope
 
@@ -204,8 +204,8 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
 
 
 def cmd_deploy_set(args: argparse.Namespace) -> int:
-    from align.cli import _engine
     from align.deploy import deploy
+    from cli.main import _engine
     from db.session import session_scope
 
     with session_scope(_engine()) as session:
@@ -217,8 +217,8 @@ def cmd_deploy_set(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from align.cli import _engine
     from align.serve import create_app
+    from cli.main import _engine
 
     uvicorn.run(create_app(_engine(), max_batch=args.max_batch, timeout_s=args.timeout), host=args.host,
                 port=args.port, log_level="info")

@@ -241,8 +241,8 @@ def cmd_tags_remove(args: argparse.Namespace) -> int:
 def cmd_model_build_demo(args: argparse.Namespace) -> int:
     settings = _settings()
     if args.tiny:
-        from align.demo import build_tiny_model
         from align.demo_model import DemoModelConfig, is_built
+        from cli.demo import build_tiny_model
 
         out = Path(args.output) if args.output else settings.tiny_model_dir
         if is_built(out) and not args.force:
@@ -431,7 +431,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from align.demo import run_demo, start_app
+    from cli.demo import run_demo, start_app
 
     settings = _settings()
     result = run_demo(settings, epochs=args.epochs, pairs_per_region=args.pairs_per_region, seed=args.seed)
@@ -705,7 +705,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="model directory (default: GEOALIGN_HOME/models/SmolLM2-135M-Instruct, "
                                     "or GEOALIGN_HOME/models/tiny with --tiny)")
     add(mdl, "list", cmd_model_list, "list model versions with their parents")
-    from align.cli_deploy import add_deploy_commands
+    from cli.serving import add_deploy_commands
 
     add_deploy_commands(sub, add, mdl)
 
@@ -749,7 +749,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add(sub, "status", cmd_status, "prompts, examples, pairs and votes per region")
     _add_job_commands(sub)
-    from align.cli_rounds import add_round_commands
+    from cli.rounds import add_round_commands
 
     add_round_commands(sub, add, _Formatter)
     return parser

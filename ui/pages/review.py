@@ -10,10 +10,10 @@ import streamlit as st
 from collect.auth import require
 from collect.markdown_text import escape_markdown
 from collect.review import last_undoable, next_item, progress, skip, submit_vote, undo_last_vote
-from collect.session_state import current_user
 from collect.tags import list_tags
 from db.errors import GeoAlignError
 from db.session import in_transaction, session_scope
+from ui.session import current_user
 
 log = logging.getLogger(__name__)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import streamlit as st
 
 from collect.auth import login
-from collect.session_state import set_user
 from db.errors import AuthError
 from db.session import session_scope
+from ui.session import set_user
 
 
 def render() -> None:

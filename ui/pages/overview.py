@@ -7,8 +7,8 @@ import streamlit as st
 
 from collect.auth import require
 from collect.overview import model_version_count, region_overview
-from collect.session_state import current_user
 from db.session import session_scope
+from ui.session import current_user
 
 EMPTY_STATE = "No regions yet. Run `geoalign demo` (or `geoalign import regions …`) to load data."
 

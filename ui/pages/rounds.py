@@ -35,9 +35,9 @@ from align.rounds import (
 from collect.auth import CurrentUser, require
 from collect.markdown_text import escape_markdown
 from collect.overview import region_codes
-from collect.session_state import current_user
 from db.errors import AuthError, ConfigError, GeoAlignError, PermissionDenied
 from db.session import session_scope
+from ui.session import current_user
 
 ROUNDS_SHOWN = 20  # newest rounds listed; older ones stay in the database and `geoalign jobs list`
 LOG_LINES = 40  # enough to see the last stage's messages and a traceback's end

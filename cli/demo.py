@@ -177,7 +177,7 @@ def start_app(port: int = 8501, headless: bool = True, worker: bool = True) -> i
     """
     cmd = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(port),
            "--server.headless", str(headless).lower(), "--browser.gatherUsageStats", "false"]
-    background = subprocess.Popen([sys.executable, "-m", "align.cli", "worker"]) if worker else None
+    background = subprocess.Popen([sys.executable, "-m", "cli.main", "worker"]) if worker else None
     try:
         return subprocess.call(cmd)
     except KeyboardInterrupt:

@@ -1,0 +1,1 @@
+"""The `geoalign` command line: each module registers its subcommands; main.py assembles them."""

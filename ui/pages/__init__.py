@@ -1,0 +1,1 @@
+"""The Streamlit pages, one module each; ui/nav.py lists them with the roles that see them."""
