@@ -31,8 +31,10 @@ browser:
 test: setup browser
 	$(BIN)/python -m pytest -q
 
+# ruff for style; lint-imports for the layers, Streamlit/argparse and no-cycles contracts in pyproject.toml
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) .geoalign .pytest_cache

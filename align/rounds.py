@@ -57,7 +57,7 @@ from db.lookups import get_region
 from db.models import AuditEvent, Job, JobStatus, ModelVersion, Prompt, Region, Round, Split, utcnow
 from db.names import check_name
 from db.session import session_scope
-from db.settings import Settings, get_settings
+from db.settings import Settings, child_environment, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -346,7 +346,7 @@ def launch_stage(inputs: StageInputs, num_processes: int, job_id: int | None = N
     # accelerate sets up MULTI_CPU (gloo). A GPU machine passes its own config (DeepSpeed, FSDP) the same way.
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(num_processes),
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0"]
-    env = os.environ | ({"GEOALIGN_JOB_ID": str(job_id)} if job_id else {})
+    env = child_environment(**({"GEOALIGN_JOB_ID": str(job_id)} if job_id else {}))
     proc = subprocess.run([*cmd, "-m", "align.stages", str(spec)], env=env, capture_output=True, text=True)
     (inputs.stage_dir / "launch.log").write_text(proc.stdout + proc.stderr, encoding="utf-8")
     if proc.returncode != 0:

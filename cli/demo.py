@@ -10,7 +10,6 @@ that instead, and any other path or hub id is used as it is.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -70,11 +69,14 @@ def import_demo_data(settings: Settings, root: Path = DEMO_DATA) -> tuple[list[s
     return codes, created
 
 
-def ensure_demo_users(settings: Settings, codes: list[str], environ=os.environ) -> dict[str, str]:
-    """An admin and one reviewer per region; returns the credentials of accounts created now (never stored)."""
+def ensure_demo_users(settings: Settings, codes: list[str]) -> dict[str, str]:
+    """An admin and one reviewer per region; returns the credentials of accounts created now (never stored).
+
+    Passwords come from GEOALIGN_ADMIN_PASSWORD / GEOALIGN_REVIEWER_PASSWORD (via ``settings``), else generated.
+    """
     created = {}
-    wanted = [("admin", ["admin", "engineer", "lead"], [], environ.get("GEOALIGN_ADMIN_PASSWORD"))]
-    wanted += [(reviewer_name(c), ["reviewer"], [c], environ.get("GEOALIGN_REVIEWER_PASSWORD")) for c in codes]
+    wanted = [("admin", ["admin", "engineer", "lead"], [], settings.admin_password)]
+    wanted += [(reviewer_name(c), ["reviewer"], [c], settings.reviewer_password) for c in codes]
     with session_scope(get_engine(settings.database_url)) as session:
         have = set(session.scalars(select(User.username)))
         for username, roles, regions, password in wanted:

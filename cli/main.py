@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import warnings
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.exc import SQLAlchemyError
 
 from db.errors import GeoAlignError
+from db.settings import env_var
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -352,7 +352,7 @@ def _password(args: argparse.Namespace) -> tuple[str, bool]:
 
     if not args.password_env:
         return new_password(), True
-    password = os.environ.get(args.password_env)
+    password = env_var(args.password_env)
     if not password:
         raise GeoAlignError(f"environment variable {args.password_env} is empty or unset")
     return password, False
@@ -450,21 +450,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------- worker/jobs
 
 
-def _env_seconds(name: str, default: float) -> float:
-    from db.errors import ConfigError
-
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number of seconds") from None
-    if value <= 0:
-        raise ConfigError(f"{name}={raw!r} must be a positive number of seconds")
-    return value
-
-
 def _when(value) -> str:
     from datetime import timezone
 
@@ -484,14 +469,8 @@ def _progress_brief(progress: dict) -> str:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from align.jobs import default_worker_name, run_worker
-    from db.errors import ConfigError
-
-    heartbeat_s = _env_seconds("GEOALIGN_HEARTBEAT_S", 2.0)
-    stale_after_s = _env_seconds("GEOALIGN_STALE_AFTER_S", 30.0)
-    if stale_after_s <= 2 * heartbeat_s:
-        # otherwise one late beat gets a live job reaped by another worker
-        raise ConfigError(f"GEOALIGN_STALE_AFTER_S ({stale_after_s:g}) must exceed twice GEOALIGN_HEARTBEAT_S "
-                          f"({heartbeat_s:g})")
+    settings = _settings()
+    heartbeat_s, stale_after_s = settings.heartbeat_s, settings.stale_after_s
     name = args.name or default_worker_name()
     engine = _engine()
     print(f"worker {name} on {engine.url.render_as_string(hide_password=True)}: heartbeat every {heartbeat_s:g} s, "

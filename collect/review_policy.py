@@ -14,12 +14,12 @@ Read from the environment so an admin tunes them per deployment without a code c
 
 from __future__ import annotations
 
-import os
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
 from db.errors import ConfigError
+from db.settings import env_var
 
 ENV = {
     "reviews_per_pair": "GEOALIGN_REVIEWS_PER_PAIR",
@@ -55,10 +55,9 @@ class ReviewPolicy:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ReviewPolicy:
-        env = os.environ if environ is None else environ
         values = {}
         for f in fields(cls):
-            raw = env.get(ENV[f.name])
+            raw = env_var(ENV[f.name], environ)
             if raw in (None, ""):
                 continue
             try:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
 from align.stages import StageInputs, run_stage
 from align.stages.progress import StageProgress
+from db.settings import get_settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,11 +26,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     inputs = StageInputs(**json.loads(Path(argv[0]).read_text(encoding="utf-8")))
     report = cancelled = None
-    if os.environ.get("GEOALIGN_JOB_ID"):
+    job_id = get_settings().job_id
+    if job_id is not None:
         from align.jobs import JobContext
         from db.session import get_engine
 
-        ctx = JobContext(get_engine(), int(os.environ["GEOALIGN_JOB_ID"]), {}, None)
+        ctx = JobContext(get_engine(), job_id, {}, None)
         report, cancelled = ctx.progress, ctx.cancel_requested
     result = run_stage(inputs, [StageProgress(inputs.stage, report, cancelled)])
     logging.getLogger("align.stages").info("rank done: %s", json.dumps(result.metrics))
