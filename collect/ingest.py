@@ -28,7 +28,8 @@ from collect.pii import scrub
 from collect.prompting import MONTHS
 from collect.readers import read_records, read_rows
 from collect.splits import assign_splits_by_content, content_hash
-from db.errors import NotFound, ValidationError
+from db.errors import ValidationError
+from db.lookups import get_region
 from db.models import (
     AuditEvent,
     Choice,
@@ -331,9 +332,8 @@ def import_file(session: Session, path: Path, kind: str = "examples", region: st
     file = str(path)
     regions = {r.code: r for r in session.scalars(select(Region))}
     tags = {t.name: t for t in session.scalars(select(Tag))}
-    if region is not None and region not in regions:
-        known = ", ".join(sorted(regions)) or "none (import regions first)"
-        raise NotFound(f"unknown region {region!r}; known: {known}")
+    if region is not None:
+        get_region(session, region)  # a NotFound naming the known regions
     if task_type is not None and task_type not in TASK_TYPES:
         raise ValidationError(f"unknown task type {task_type!r}; choose from {TASK_TYPES}")
     read, clean, rejects = validate_file(path, kind, region, task_type, regions, tags, skip_invalid)

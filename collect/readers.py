@@ -189,7 +189,7 @@ def _plain(value: Any) -> Any:
 
 
 def _parquet(path: Path) -> tuple[list[dict[str, Any]], list[Unreadable]]:
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # lazy: pyarrow loads for Parquet files only, not on `geoalign --help`
 
     try:
         table = pq.read_table(path)
@@ -203,7 +203,7 @@ def _parquet(path: Path) -> tuple[list[dict[str, Any]], list[Unreadable]]:
 
 
 def _hf_dataset(path: Path) -> tuple[list[dict[str, Any]], list[Unreadable]]:
-    from datasets import Dataset, DatasetDict, load_from_disk
+    from datasets import Dataset, DatasetDict, load_from_disk  # lazy: datasets is slow to import; only this needs it
 
     try:
         data = load_from_disk(str(path))

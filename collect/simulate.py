@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from collect.auth import CurrentUser
+from collect.accounts import create_user, new_password
+from collect.auth import CurrentUser, act_as_system
 from collect.prompting import TASK_LABELS
 from collect.review import next_item, submit_vote
 from db.lookups import get_region, get_regions
@@ -78,9 +79,6 @@ def simulate_reviews(session: Session, user: CurrentUser, limit: int = 1000, see
 def simulate_all_regions(session: Session, regions: list[str] | None = None, per_region: int = 1000,
                          seed: int = 0, taste: Taste | None = None) -> dict[str, int]:
     """One simulated reviewer per region (system account ``simulated-<code>``) votes on its queued pairs."""
-    from collect.accounts import create_user, new_password
-    from collect.auth import act_as_system
-
     known = {r.code: r for r in get_regions(session, regions)} if regions else \
         {r.code: r for r in session.scalars(select(Region).order_by(Region.code))}
     counts = {}

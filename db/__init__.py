@@ -1,4 +1,8 @@
-"""Persistence: settings, SQLAlchemy models, sessions and Alembic migrations. Only this package talks SQL."""
+"""Persistence: settings, SQLAlchemy models, sessions, Alembic migrations and the lookups every layer shares.
+
+This package owns the schema and the only path to a database (engines, sessions, migrations). The domain packages
+above it (rewards, collect, align) query through the sessions they are given; the deliveries (cli, ui) do not.
+"""
 
 from db.errors import (
     AuthError,

