@@ -28,7 +28,8 @@ demo: setup
 browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
-test: setup browser
+# The test command is also the lint: style (ruff) and the import contracts (lint-imports) fail CI like a test.
+test: setup browser lint
 	$(BIN)/python -m pytest -q
 
 # ruff for style; lint-imports for the layers, Streamlit/argparse and no-cycles contracts in pyproject.toml
