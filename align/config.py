@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import tempfile
 import types
 import typing
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from align.precision import use_bf16
 from db.errors import ConfigError
 
 STAGE_ORDER = ("sft", "reward", "dpo", "rl")
@@ -139,7 +141,7 @@ class RoundConfig:
         return _build(cls, values, stage)
 
     def lora(self):
-        from peft import LoraConfig
+        from peft import LoraConfig  # lazy: peft imports torch; the Rounds page and the CLI import this module
 
         return _build(LoraConfig, LORA_DEFAULTS | self.raw.get("lora", {}), "lora")
 
@@ -150,9 +152,7 @@ class RoundConfig:
 
 def _device_defaults() -> dict[str, Any]:
     """Device and precision for every stage: bf16 autocast where the hardware runs it natively (align.precision)."""
-    import torch
-
-    from align.precision import use_bf16
+    import torch  # lazy: the Rounds page and the CLI read configs without loading torch
 
     bf16 = use_bf16()
     if torch.cuda.is_available():
@@ -162,7 +162,7 @@ def _device_defaults() -> dict[str, Any]:
 
 
 def _trl_class(stage: str, rl_algorithm: str) -> type:
-    import trl
+    import trl  # lazy: trl imports torch; the Rounds page and the CLI import this module
 
     names = {"sft": "SFTConfig", "reward": "RewardConfig", "dpo": "DPOConfig",
              "rl": "GRPOConfig" if rl_algorithm == "grpo" else "RLOOConfig"}
@@ -246,8 +246,6 @@ def load_config(source: str | Path | dict | None = None, **round_overrides) -> R
         raw[name] = dict(section)
     raw["round"].update({k: v for k, v in round_overrides.items() if v is not None})
     config = RoundConfig(raw=raw, settings=_build(RoundSettings, raw["round"], "round"))
-    import tempfile
-
     with tempfile.TemporaryDirectory() as tmp:  # validate every stage's TRL config now, not mid-round
         for stage in STAGE_ORDER:
             config.stage_args(stage, Path(tmp))
@@ -302,6 +300,7 @@ def _module_names(target: Any, base_model: str) -> set[str] | str | None:
 def _all_linear(base_model: str) -> set[str] | None:
     """The layer names PEFT's "all-linear" picks in ``base_model``, from a weightless (meta) copy of it."""
     try:
+        # lazy: torch, peft and transformers stay off the import path of the Rounds page and the CLI
         import torch
         from peft import LoraConfig
         from peft.tuners.tuners_utils import _maybe_include_all_linear_layers

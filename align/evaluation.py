@@ -23,17 +23,16 @@ import numpy as np
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.orm import Session
 
-from align.sampling import DecodingParams, load_policy, render_all, sample_texts
+from align.plan import Reporter, RoundPlan
 from collect.pairing import make_pairs
 from collect.prompting import BriefContext, dataset_prompt
 from db.models import Example, Generation, ModelVersion, Prompt, Region, Split
 from db.session import session_scope
-from rewards.judge import LocalityJudge
 from rewards.rules import RegionRules, regional_reward
 from rewards.winrate import outcomes_from_scores, win_rate
 
 if TYPE_CHECKING:
-    from align.rounds import _Plan, _Reporter
+    from rewards.judge import LocalityJudge
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +54,12 @@ def split_prompts(engine: Engine, region: str | None, split: Split, limit: int, 
         return rows
 
 
-def evaluate_round(engine: Engine, plan: _Plan, workdir: Path, adapter: str, reward_model: str | None,
-                   report: _Reporter) -> dict[str, Any]:
+def evaluate_round(engine: Engine, plan: RoundPlan, workdir: Path, adapter: str, reward_model: str | None,
+                   report: Reporter) -> dict[str, Any]:
     """Sample, score and compare; writes ``eval/samples.jsonl`` and ``eval/metrics.json`` under the round dir."""
+    # lazy: align.sampling imports torch and transformers, and align.rounds (on the Rounds page) imports this module
+    from align.sampling import DecodingParams, load_policy, render_all, sample_texts
+
     settings = plan.config.settings
     test = split_prompts(engine, plan.region, Split.test, settings.eval_prompts, plan.prompt_format)
     train = split_prompts(engine, plan.region, Split.train, settings.review_prompts, plan.prompt_format)
@@ -89,7 +91,7 @@ def evaluate_round(engine: Engine, plan: _Plan, workdir: Path, adapter: str, rew
         row["rule_scores"] = {label: round(regional_reward(row["outputs"][label], region_rules, row["task_type"]), 4)
                               for label in ("new", "parent", "base")}
     if reward_model and test:
-        from rewards.reward_model import RewardScorer
+        from rewards.reward_model import RewardScorer  # lazy: torch and transformers, as for align.sampling
 
         scorer = RewardScorer(reward_model)
         for label in ("new", "parent", "base"):
@@ -141,7 +143,7 @@ def judge_references(session: Session) -> dict[str, list[str]]:
     return out
 
 
-def _judge(engine: Engine, region: str | None, report: _Reporter) -> LocalityJudge | None:
+def _judge(engine: Engine, region: str | None, report: Reporter) -> LocalityJudge | None:
     """The locality judge over every region with validation gold, or None (logged) when the scope has none."""
     with session_scope(engine) as session:
         references = judge_references(session)
@@ -150,11 +152,13 @@ def _judge(engine: Engine, region: str | None, report: _Reporter) -> LocalityJud
     if not references or missing:
         report.log(f"eval: no independent judge (no gold copy on validation briefs for {missing or 'any region'})")
         return None
+    from rewards.judge import LocalityJudge  # lazy: its sentence encoder imports torch
+
     return LocalityJudge(references)
 
 
 def store_samples_and_pairs(session: Session, evaluation: dict, version: ModelVersion, parent: ModelVersion,
-                            base: ModelVersion, plan: _Plan) -> dict[str, int]:
+                            base: ModelVersion, plan: RoundPlan) -> dict[str, int]:
     """Store the evaluation samples as generations and pair new vs parent and new vs base for review."""
     rows = evaluation["rows"]
     by_label = {"new": version, "parent": parent, "base": base}

@@ -32,7 +32,7 @@ from transformers import (
 )
 
 from align.sampling import DecodingParams, load_policy, render_all, sample_texts
-from align.stages import save_atomically
+from align.stages.common import save_atomically
 from collect.export import write_rows
 from collect.prompting import TASK_LABELS, BriefContext
 from db.errors import ValidationError

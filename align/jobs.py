@@ -3,15 +3,20 @@
 A handler is a function registered for a job kind; it gets a ``JobContext`` to report progress, write to the
 job's log and notice a cancel request::
 
-    @register("sleep")
-    def sleep(ctx: JobContext) -> dict:
-        ctx.progress(stage="sleep", step=1)
+    @register("nap")
+    def nap(ctx: JobContext) -> dict:
+        ctx.progress(stage="nap", step=1)
         ctx.check_cancel()
         return {"slept_s": 1.0}
 
     with session_scope(engine) as s:
-        enqueue(s, "sleep", {"seconds": 2, "steps": 4})
+        enqueue(s, "nap", {"seconds": 2})
     run_worker(engine, once=True)        # or, from a shell: geoalign worker
+
+The queue knows no kind of its own: a module registers its kinds when it is imported (``align.rounds`` registers
+"round"), so a process that enqueues, runs, cancels or reaps jobs imports the modules of the kinds it handles. A
+kind whose jobs stand for something else (a round) registers a ``settle`` hook that the queue calls when such a
+job ends without its handler having settled that thing, e.g. when it is cancelled while queued or reaped.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from sqlalchemy.orm import Session
 
 from collect.auth import CurrentUser, require
 from db.errors import GeoAlignError, NotFound, ValidationError
-from db.models import AuditEvent, Job, JobStatus, Round, utcnow
+from db.models import AuditEvent, Job, JobStatus, utcnow
 from db.session import session_scope
 
 logger = logging.getLogger(__name__)
@@ -49,27 +54,31 @@ class Cancelled(GeoAlignError):
     """Raised inside a handler (by ``JobContext.check_cancel``) when someone asked to cancel its job."""
 
 
-HANDLERS: dict[str, Callable[[JobContext], dict | None]] = {}
+Handler = Callable[["JobContext"], "dict | None"]
+Settle = Callable[[Session, Job, JobStatus, datetime], None]
+
+HANDLERS: dict[str, Handler] = {}
+SETTLERS: dict[str, Settle] = {}
 
 
-def register(kind: str) -> Callable[[Callable[[JobContext], dict | None]], Callable[[JobContext], dict | None]]:
-    """Decorator: make ``fn`` the handler of job kind ``kind``; it returns an optional result dict."""
+def register(kind: str, settle: Settle | None = None) -> Callable[[Handler], Handler]:
+    """Decorator: make ``fn`` the handler of job kind ``kind``; it returns an optional result dict.
 
-    def decorate(fn: Callable[[JobContext], dict | None]) -> Callable[[JobContext], dict | None]:
+    ``settle(session, job, status, when)``, if given, is called in the queue's transaction whenever a job of
+    ``kind`` ends failed or cancelled: cancelled while queued, reaped as stale, or failed or cancelled in its
+    handler. ``status`` is the job's final status and ``when`` its finishing time; the hook leaves alone whatever
+    the handler has settled itself.
+    """
+
+    def decorate(fn: Handler) -> Handler:
         HANDLERS[kind] = fn
+        if settle is None:
+            SETTLERS.pop(kind, None)
+        else:
+            SETTLERS[kind] = settle
         return fn
 
     return decorate
-
-
-def load_handlers() -> None:
-    """Import the modules that register handlers (``align.rounds`` registers ``round``) if they exist."""
-    try:
-        import align.rounds  # noqa: F401
-    except ModuleNotFoundError as exc:
-        # only a missing align.rounds is expected; a dependency missing *inside* it must surface, not vanish
-        if exc.name != "align.rounds":
-            raise
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -101,14 +110,14 @@ def _get(session: Session, job_id: int, lock: bool = False) -> Job:
     return job
 
 
-def _settle_round(session: Session, round_id: int | None, status: JobStatus, when: datetime) -> None:
-    """Give the job's round ``status`` unless the round has already finished on its own."""
-    if round_id is None:
-        return
-    rnd = session.get(Round, round_id, with_for_update=True)
-    if rnd is not None and rnd.status in UNFINISHED:
-        rnd.status = status
-        rnd.finished_at = when
+def _settle(session: Session, job: Job, status: JobStatus, when: datetime) -> None:
+    """Call the settle hook of the job's kind, if it has one (see ``register``)."""
+    if job.kind not in HANDLERS:
+        logger.warning("job %s is of kind %r, which this process has not registered: whatever it stood for is "
+                       "left unsettled", job.id, job.kind)
+    settle = SETTLERS.get(job.kind)
+    if settle is not None:
+        settle(session, job, status, when)
 
 
 # ---------------------------------------------------------------------------------------------------- queue
@@ -116,7 +125,6 @@ def _settle_round(session: Session, round_id: int | None, status: JobStatus, whe
 
 def enqueue(session: Session, kind: str, payload: dict, round_id: int | None = None) -> Job:
     """Add a queued job of ``kind``; an unknown kind is a ValidationError naming the known ones."""
-    load_handlers()
     if kind not in HANDLERS:
         raise ValidationError(f"unknown job kind {kind!r}; known: {', '.join(sorted(HANDLERS)) or 'none'}")
     if not isinstance(payload, dict):
@@ -191,7 +199,8 @@ def list_jobs(session: Session, limit: int = 50) -> list[Job]:
 
 
 def request_cancel(session: Session, actor: CurrentUser | None, job_id: int) -> Job:
-    """Cancel a queued job (and its round) at once, or ask a running one to stop; a finished job is an error."""
+    """Cancel a queued job (settling what it stood for) at once, or ask a running one to stop; a finished job is an
+    error."""
     require(actor, *JOB_ROLES)
     job = _get(session, job_id)
     if job.status in (JobStatus.queued, JobStatus.running):
@@ -207,7 +216,7 @@ def request_cancel(session: Session, actor: CurrentUser | None, job_id: int) -> 
         ).rowcount
         session.refresh(job)
         if taken == 1:
-            _settle_round(session, job.round_id, JobStatus.cancelled, now)
+            _settle(session, job, JobStatus.cancelled, now)
             session.flush()
             logger.info("cancelled queued job %s", job_id)
             return job
@@ -221,7 +230,8 @@ def request_cancel(session: Session, actor: CurrentUser | None, job_id: int) -> 
 
 
 def reap_stale(session: Session, stale_after_s: float) -> list[int]:
-    """Fail running jobs whose worker stopped heartbeating ``stale_after_s`` ago (and their rounds); their ids."""
+    """Fail running jobs whose worker stopped heartbeating ``stale_after_s`` ago (settling what they stood for);
+    their ids."""
     now = utcnow()
     cutoff = now - timedelta(seconds=stale_after_s)
     last_sign_of_life = func.coalesce(Job.heartbeat_at, Job.started_at, Job.created_at)
@@ -236,7 +246,7 @@ def reap_stale(session: Session, stale_after_s: float) -> list[int]:
         job.finished_at = now
         job.error = f"worker {job.worker} stopped heartbeating at {_stamp(job.heartbeat_at or job.started_at)}"
         job.log = _append_log(job.log or "", f"{_stamp(now)} reaped: {job.error}")
-        _settle_round(session, job.round_id, JobStatus.failed, now)
+        _settle(session, job, JobStatus.failed, now)
         logger.warning("job %s failed: %s", job.id, job.error)
     session.flush()
     return [job.id for job in stale]
@@ -321,12 +331,12 @@ class Heartbeat:
 
 
 def _finish(engine: Engine, job_id: int, status: JobStatus, *, result: dict | None = None, error: str | None = None,
-            log_text: str = "", round_status: JobStatus | None = None) -> JobStatus:
-    """Record how the job ended; returns the status it has afterwards."""
+            log_text: str = "", settle: bool = False) -> JobStatus:
+    """Record how the job ended (calling its kind's settle hook with ``settle``); returns the status it has after."""
     with session_scope(engine) as session:
         job = _get(session, job_id, lock=True)
         if job.status is not JobStatus.running:
-            # reaped or otherwise settled while the handler ran: that decision (and its round status) stands
+            # reaped or otherwise settled while the handler ran: that decision (and its settle hook's) stands
             logger.warning("job %s ended as %s but is already %s; leaving it", job_id, status.value,
                            job.status.value)
             return job.status
@@ -336,14 +346,13 @@ def _finish(engine: Engine, job_id: int, status: JobStatus, *, result: dict | No
             job.progress = {**(job.progress or {}), "result": result}
         if log_text:
             job.log = _append_log(job.log or "", log_text)
-        if round_status is not None:
-            _settle_round(session, job.round_id, round_status, now)
+        if settle:
+            _settle(session, job, status, now)
         return status
 
 
 def run_job(engine: Engine, job_id: int, heartbeat_s: float = 2.0) -> JobStatus:
     """Run the handler of a claimed (running) job under a heartbeat and record the outcome; the final status."""
-    load_handlers()
     with session_scope(engine) as session:
         job = _get(session, job_id)
         if job.status is not JobStatus.running:
@@ -353,7 +362,7 @@ def run_job(engine: Engine, job_id: int, heartbeat_s: float = 2.0) -> JobStatus:
     if handler is None:
         error = f"unknown job kind {kind!r}; this worker knows: {', '.join(sorted(HANDLERS)) or 'none'}"
         return _finish(engine, job_id, JobStatus.failed, error=error, log_text=f"{_stamp(utcnow())} {error}",
-                       round_status=JobStatus.failed)
+                       settle=True)
     ctx = JobContext(engine, job_id, payload, round_id, kind)
     ctx.log(f"started {kind} on {worker}")
     started = time.monotonic()
@@ -363,7 +372,7 @@ def run_job(engine: Engine, job_id: int, heartbeat_s: float = 2.0) -> JobStatus:
     except Cancelled as exc:
         logger.info("job %s cancelled: %s", job_id, exc)
         return _finish(engine, job_id, JobStatus.cancelled, log_text=f"{_stamp(utcnow())} cancelled: {exc}",
-                       round_status=JobStatus.cancelled)
+                       settle=True)
     except BaseException as exc:
         # KeyboardInterrupt/SystemExit too: the job must not stay "running" until the reaper finds it
         error = _one_line(exc)
@@ -371,7 +380,7 @@ def run_job(engine: Engine, job_id: int, heartbeat_s: float = 2.0) -> JobStatus:
         (logger.error if expected else logger.exception)("job %s failed: %s", job_id, error)
         _finish(engine, job_id, JobStatus.failed, error=error,
                 log_text=f"{_stamp(utcnow())} failed: {error}" + ("" if expected else f"\n{traceback.format_exc()}"),
-                round_status=JobStatus.failed)
+                settle=True)
         if not isinstance(exc, Exception):
             raise
         return JobStatus.failed
@@ -393,12 +402,14 @@ def run_worker(engine: Engine, name: str | None = None, once: bool = False, poll
                echo: Callable[[str], None] | None = None) -> int:
     """Reap stale jobs, claim the next, run it; repeat until SIGTERM/SIGINT (or after one job with ``once``).
 
-    Returns the number of jobs run. ``echo`` (the CLI passes ``print``) receives one line per job start and end.
-    A first SIGTERM/SIGINT lets the current job finish; a second one interrupts it (the job is marked failed).
+    Only jobs of kinds registered in this process (of ``kinds``, if given) are claimed; others wait for a worker
+    that knows them. Returns the number of jobs run. ``echo`` (the CLI passes ``print``) receives one line per job
+    start and end. A first SIGTERM/SIGINT lets the current job finish; a second one interrupts it (the job is
+    marked failed).
     """
     name = name or default_worker_name()
     say = echo or (lambda _line: None)
-    load_handlers()
+    claimable = [kind for kind in (kinds or sorted(HANDLERS)) if kind in HANDLERS]
     stop = threading.Event()
 
     def on_signal(signum: int, _frame) -> None:
@@ -413,13 +424,13 @@ def run_worker(engine: Engine, name: str | None = None, once: bool = False, poll
     if threading.current_thread() is threading.main_thread():  # signal handlers can only be set there
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, on_signal)
-    logger.info("worker %s started (kinds: %s)", name, ", ".join(kinds) if kinds else "all")
+    logger.info("worker %s started (kinds: %s)", name, ", ".join(claimable) or "none registered")
     ran = 0
     try:
         while not stop.is_set():
             with session_scope(engine) as session:
                 reap_stale(session, stale_after_s)
-            job_id = claim_next(engine, name, kinds)
+            job_id = claim_next(engine, name, claimable) if claimable else None
             if job_id is None:
                 if once:
                     break
@@ -442,22 +453,3 @@ def run_worker(engine: Engine, name: str | None = None, once: bool = False, poll
             signal.signal(sig, handler)
     logger.info("worker %s stopped after %d job(s)", name, ran)
     return ran
-
-
-# ------------------------------------------------------------------------------------------- built-in kinds
-
-
-@register("sleep")
-def sleep_job(ctx: JobContext) -> dict:
-    """Diagnostic job: sleep ``seconds`` in ``steps``, reporting progress and honouring cancel (health checks)."""
-    seconds = float(ctx.payload.get("seconds", 1.0))
-    steps = max(1, int(ctx.payload.get("steps", 10)))
-    started = time.monotonic()
-    for step in range(1, steps + 1):
-        ctx.check_cancel()
-        time.sleep(seconds / steps)
-        elapsed = time.monotonic() - started
-        ctx.progress(stage="sleep", step=step, total=steps,
-                     history_point={"step": step, "elapsed_s": round(elapsed, 3)})
-    ctx.log(f"slept {elapsed:.2f} s in {steps} steps")
-    return {"slept_s": round(elapsed, 3), "steps": steps}

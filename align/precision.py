@@ -34,7 +34,7 @@ def cpu_has_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
 
 def hardware_bf16() -> bool:
     """Whether the device the policy runs on (the first GPU, else the CPU) is fast in bf16."""
-    import torch
+    import torch  # lazy: align.config imports this module, and the Rounds page and the CLI import align.config
 
     if torch.cuda.is_available():
         return torch.cuda.is_bf16_supported()
@@ -51,6 +51,6 @@ def use_bf16(precision: str | None = None) -> bool:
 
 def inference_dtype(precision: str | None = None):
     """The torch dtype to load a policy in for sampling."""
-    import torch
+    import torch  # lazy: as in hardware_bf16
 
     return torch.bfloat16 if use_bf16(precision) else torch.float32

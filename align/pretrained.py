@@ -75,7 +75,7 @@ def is_built(path: Path) -> bool:
 
 def _rebuild(gguf_model):
     """A plain (non-GGUF) model with the same config and weights, which ``save_pretrained`` accepts."""
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM  # lazy: the CLI imports this module (is_built) without torch
 
     config = gguf_model.config
     if hasattr(config, "quantization_config"):
@@ -89,7 +89,7 @@ def _rebuild(gguf_model):
 
 def max_logit_difference(a, b, tokenizer) -> float:
     """Largest absolute difference between two models' logits on a short chat-templated probe."""
-    import torch
+    import torch  # lazy: as in _rebuild
 
     messages = [{"role": "system", "content": "You write marketing copy for Manchester (en-GB)."},
                 {"role": "user", "content": "An email subject line for a Chorlton bakery's Pancake Day pre-orders."}]
@@ -105,6 +105,7 @@ def build_base_model(out_dir: Path, gguf: Path | None = None, progress: bool = T
     The report (also saved as ``geoalign_model.json``) records the GGUF's SHA-256, the licence, where the
     weights came from, the parameter count and the logit check.
     """
+    # lazy: as in _rebuild
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 

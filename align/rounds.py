@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import random
 import shutil
@@ -36,7 +35,7 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -45,9 +44,12 @@ from sqlalchemy import Engine, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from align.config import STAGE_ORDER, RoundConfig, check_lora_continues, load_config
-from align.jobs import UNFINISHED, Cancelled, JobContext, enqueue, register
-from align.registry import BASE_VERSION, ensure_base_version, get_version, list_versions
+import align.evaluation  # called as align.evaluation.*, so a test can stand in for one of its functions
+from align.config import RoundConfig, check_lora_continues, load_config
+from align.jobs import Cancelled, JobContext, enqueue, register
+from align.plan import Reporter, RoundPlan
+from align.registry import BASE_VERSION, ensure_base_version, get_version
+from align.reports import reward_model_text
 from align.stages import StageCancelled, StageInputs, StageResult, read_result, run_stage
 from collect.auth import CurrentUser, require
 from collect.datasets import DatasetFilter, preference_rows, sft_rows
@@ -58,8 +60,6 @@ from db.models import AuditEvent, Job, JobStatus, ModelVersion, Prompt, Region, 
 from db.names import check_name
 from db.session import session_scope
 from db.settings import Settings, child_environment, get_settings
-
-log = logging.getLogger(__name__)
 
 POST_STAGES = ("eval", "publish")
 REWARD_ONLY = "reward"  # the stage of a version that only retrained the reward model (policy stages never are)
@@ -184,7 +184,14 @@ def list_rounds(session: Session, limit: int = 50) -> list[Round]:
     return list(session.scalars(select(Round).order_by(Round.id.desc()).limit(limit)))
 
 
-@register("round")
+def settle_round(session: Session, job: Job, status: JobStatus, when: datetime) -> None:
+    """The queue's hook for a round job that ended without the round settling itself (cancelled while queued,
+    reaped, failed or cancelled in the worker, unknown to it): the round takes ``status`` unless it has finished."""
+    if job.round_id is not None:
+        _settle(session, job.round_id, status, when)
+
+
+@register("round", settle=settle_round)
 def round_job(ctx: JobContext) -> dict:
     """The worker's handler for kind "round"."""
     return run_round(ctx.engine, ctx.payload["round_id"], ctx=ctx, progress=False)
@@ -193,46 +200,11 @@ def round_job(ctx: JobContext) -> dict:
 # ------------------------------------------------------------------------------------------------ running
 
 
-@dataclass
-class _Reporter:
-    """Progress and log lines to the job (in the worker) or to the log (``--now`` in a terminal)."""
-
-    ctx: JobContext | None
-
-    def progress(self, **fields) -> None:
-        if self.ctx:
-            self.ctx.progress(**fields)
-
-    def log(self, message: str) -> None:
-        (self.ctx.log if self.ctx else log.info)(message)
-
-    def cancelled(self) -> bool:
-        return bool(self.ctx and self.ctx.cancel_requested())
-
-
-@dataclass
-class _Plan:
-    """What a round works from, read once from the database."""
-
-    round_id: int
-    number: int
-    region: str | None
-    config: RoundConfig
-    base_model: str
-    parent_name: str
-    parent_adapter: str | None
-    parent_reward_model: str | None  # the newest of the scope, maybe a reward-only version's (round_parents)
-    completed: list[str]
-    region_rules: dict[str, dict[str, list[str]]] = field(default_factory=dict)
-    prompt_format: str = "text"  # conversational when the base model's tokenizer has a chat template
-    parent_published_at: datetime | None = None  # data newer than this is what the round has that its parent had not
-
-
 def run_round(engine: Engine, round_id: int, ctx: JobContext | None = None, progress: bool = True,
               settings: Settings | None = None) -> dict[str, Any]:
     """Run (or continue) a round to the end; returns its metrics. The Round row records each finished stage."""
     settings = settings or get_settings()
-    report = _Reporter(ctx)
+    report = Reporter(ctx)
     plan = _start(engine, round_id, settings)
     workdir = round_dir(settings, round_id)
     try:
@@ -267,10 +239,8 @@ def run_round(engine: Engine, round_id: int, ctx: JobContext | None = None, prog
         evaluation = None  # a reward-only round changed no policy: nothing to evaluate or to pair
         if policy_trained:
             report.progress(stage="eval", step=0, total=None)
-            from align.evaluation import evaluate_round
-
             started = time.monotonic()
-            evaluation = evaluate_round(engine, plan, workdir, adapter, reward_model, report)
+            evaluation = align.evaluation.evaluate_round(engine, plan, workdir, adapter, reward_model, report)
             evaluation["win_rates"]["wall_s"] = round(time.monotonic() - started, 2)
         started = time.monotonic()
         report.progress(stage="publish", step=0, total=None)
@@ -293,7 +263,7 @@ def run_round(engine: Engine, round_id: int, ctx: JobContext | None = None, prog
         raise
 
 
-def _start(engine: Engine, round_id: int, settings: Settings) -> _Plan:
+def _start(engine: Engine, round_id: int, settings: Settings) -> RoundPlan:
     with session_scope(engine) as session:
         rnd = session.get(Round, round_id)
         if rnd is None:
@@ -306,16 +276,16 @@ def _start(engine: Engine, round_id: int, settings: Settings) -> _Plan:
         parent, rewarded = round_parents(session, config, rnd.region_id, base)
         rnd.status, rnd.started_at, rnd.error = JobStatus.running, rnd.started_at or utcnow(), None
         regions = [region] if region else list(session.scalars(select(Region)))
-        from align.sampling import prompt_format_of
+        from align.sampling import prompt_format_of  # lazy: align.sampling imports torch and transformers
 
-        return _Plan(round_id=rnd.id, number=rnd.number, region=region.code if region else None, config=config,
-                     base_model=base.base_model, parent_name=parent.name, parent_adapter=parent.adapter_path,
-                     parent_reward_model=(rewarded.lineage or {}).get("reward_model"),
-                     completed=list(rnd.completed_stages),
-                     region_rules={r.code: {"local_terms": list(r.local_terms or []),
-                                            "avoid_terms": list(r.avoid_terms or [])} for r in regions},
-                     prompt_format=prompt_format_of(base.base_model),
-                     parent_published_at=parent.created_at if parent.adapter_path else None)
+        return RoundPlan(round_id=rnd.id, number=rnd.number, region=region.code if region else None, config=config,
+                         base_model=base.base_model, parent_name=parent.name, parent_adapter=parent.adapter_path,
+                         parent_reward_model=(rewarded.lineage or {}).get("reward_model"),
+                         completed=list(rnd.completed_stages),
+                         region_rules={r.code: {"local_terms": list(r.local_terms or []),
+                                                "avoid_terms": list(r.avoid_terms or [])} for r in regions},
+                         prompt_format=prompt_format_of(base.base_model),
+                         parent_published_at=parent.created_at if parent.adapter_path else None)
 
 
 def latest_version(session: Session, region_id: int | None, policy: bool = False) -> ModelVersion | None:
@@ -328,10 +298,10 @@ def latest_version(session: Session, region_id: int | None, policy: bool = False
                           .order_by(ModelVersion.id.desc()).limit(1))
 
 
-def _run_stage(inputs: StageInputs, plan: _Plan, report: _Reporter, ctx: JobContext | None) -> StageResult:
+def _run_stage(inputs: StageInputs, plan: RoundPlan, report: Reporter, ctx: JobContext | None) -> StageResult:
     if plan.config.settings.launcher == "accelerate":
         return launch_stage(inputs, plan.config.settings.num_processes, job_id=ctx.job_id if ctx else None)
-    from align.stages.progress import StageProgress
+    from align.stages.progress import StageProgress  # lazy: a TrainerCallback, it imports transformers
 
     callbacks = [StageProgress(inputs.stage, report.progress, report.cancelled)]
     return run_stage(inputs, callbacks)
@@ -367,11 +337,19 @@ def _mark(engine: Engine, round_id: int, stage: str, result: StageResult) -> Non
         rnd.metrics = {**rnd.metrics, stage: result.metrics | ({"skipped": result.skipped} if result.skipped else {})}
 
 
-def _finish(engine: Engine, round_id: int, status: JobStatus, error: str | None) -> None:
+def _finish(engine: Engine, round_id: int, status: JobStatus, error: str) -> None:
     with session_scope(engine) as session:
-        rnd = session.get(Round, round_id)
-        if rnd is not None and rnd.status in ACTIVE:
-            rnd.status, rnd.error, rnd.finished_at = status, error, utcnow()
+        _settle(session, round_id, status, utcnow(), error)
+
+
+def _settle(session: Session, round_id: int, status: JobStatus, when: datetime, error: str | None = None) -> None:
+    """End the round as ``status`` (with ``error``, if given) unless it has finished already: the one place a round
+    that did not publish gets its final status."""
+    rnd = session.get(Round, round_id, with_for_update=True)
+    if rnd is not None and rnd.status in ACTIVE:
+        rnd.status, rnd.finished_at = status, when
+        if error is not None:
+            rnd.error = error
 
 
 # ------------------------------------------------------------------------------------------------ datasets
@@ -392,7 +370,7 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
     os.replace(tmp, path)
 
 
-def snapshot_datasets(engine: Engine, plan: _Plan, workdir: Path) -> dict[str, Any]:
+def snapshot_datasets(engine: Engine, plan: RoundPlan, workdir: Path) -> dict[str, Any]:
     """Write the round's datasets once (a resumed round trains on the same data); returns the manifest.
 
     Training files come from the train split only and validation files from the val split; the builders in
@@ -481,11 +459,11 @@ def rotate_prompts(rows: list[dict], per_round: int, number: int, seed: int) -> 
 # ------------------------------------------------------------------------------------------------ publishing
 
 
-def version_name(plan: _Plan) -> str:
+def version_name(plan: RoundPlan) -> str:
     return f"{scope_name(plan.region)}-r{plan.number}"
 
 
-def publish(engine: Engine, plan: _Plan, settings: Settings, adapter: str | None, reward_model: str | None,
+def publish(engine: Engine, plan: RoundPlan, settings: Settings, adapter: str | None, reward_model: str | None,
             last_stage: str, manifest: dict, stage_metrics: dict, evaluation: dict | None) -> str:
     """Claim the version's name, move its adapter and reward model into place, and commit all in one transaction.
 
@@ -497,8 +475,6 @@ def publish(engine: Engine, plan: _Plan, settings: Settings, adapter: str | None
     temporary copies behind. A reward-only round (``adapter`` and ``evaluation`` None) publishes its reward model
     under the parent's adapter, with neither samples nor pairs.
     """
-    from align.evaluation import store_samples_and_pairs
-
     name = check_name("model version", version_name(plan))
     reward_only = evaluation is None
     dest = settings.adapters_dir / name
@@ -543,7 +519,7 @@ def publish(engine: Engine, plan: _Plan, settings: Settings, adapter: str | None
                     rnd.completed_stages = [*dict.fromkeys([*rnd.completed_stages, "publish"])]
                     rnd.metrics = {**rnd.metrics, "version": name, "reward_only": True}
                 else:
-                    pairs = store_samples_and_pairs(session, evaluation, version, parent, base, plan)
+                    pairs = align.evaluation.store_samples_and_pairs(session, evaluation, version, parent, base, plan)
                     rnd.completed_stages = [*dict.fromkeys([*rnd.completed_stages, *POST_STAGES])]
                     rnd.metrics = {**rnd.metrics, "eval": evaluation["win_rates"], "version": name,
                                    "new_pairs": pairs}
@@ -577,120 +553,3 @@ def _place(tmp: Path, final: Path) -> None:
         raise ValidationError(f"{final} already exists but no model version owns it (left by an interrupted "
                               "publish?); move it away, then resume the round")
     os.rename(tmp, final)
-
-
-def round_summary(rnd: Round, job: Job | None = None) -> dict[str, Any]:
-    """A plain dict of a round for the CLI and the Rounds page."""
-    return {"id": rnd.id, "number": rnd.number, "region": rnd.region_id, "status": rnd.status.value,
-            "completed_stages": list(rnd.completed_stages), "stages": rnd.config.get("round", {}).get("stages"),
-            "metrics": rnd.metrics, "error": rnd.error, "created_at": rnd.created_at,
-            "job": asdict_job(job) if job else None}
-
-
-def reward_model_text(metrics: dict[str, Any]) -> str:
-    """A reward stage's accuracies in one line, e.g. ``validation 0.80 (10 pairs) · newest votes 0.75 (6 pairs) ·
-    train sample 0.92 (40 of 40 pairs)``; ``""`` when the stage measured none."""
-    def rate(value: Any) -> str:
-        return f"{value:.2f}" if isinstance(value, int | float) else "-"
-
-    parts = []
-    if "val_accuracy" in metrics:
-        parts.append(f"validation {rate(metrics['val_accuracy'])} ({metrics.get('val_pairs', '?')} pairs)")
-    if "newest_accuracy" in metrics:
-        previous = metrics.get("newest_accuracy_previous_model")
-        parts.append(f"newest votes {rate(metrics['newest_accuracy'])} ({metrics.get('newest_pairs', '?')} pairs"
-                     + (f"; previous model {rate(previous)})" if previous is not None else ")"))
-    if "train_sample_accuracy" in metrics:
-        parts.append(f"train sample {rate(metrics['train_sample_accuracy'])} "
-                     f"({metrics.get('train_sample_pairs', '?')} of {metrics.get('train_pairs', '?')} pairs)")
-    return " · ".join(parts)
-
-
-def asdict_job(job: Job) -> dict[str, Any]:
-    return {"id": job.id, "status": job.status.value, "progress": job.progress, "worker": job.worker,
-            "heartbeat_at": job.heartbeat_at}
-
-
-def jobs_for(session: Session, round_ids: list[int]) -> dict[int, Job]:
-    """The newest job of each round."""
-    out: dict[int, Job] = {}
-    for job in session.scalars(select(Job).where(Job.round_id.in_(round_ids)).order_by(Job.id)):
-        out[job.round_id] = job
-    return out
-
-
-# ------------------------------------------------------------------------------------------------ views
-
-
-def region_names(session: Session) -> dict[int, str]:
-    """Region code by region id."""
-    return {rid: code for rid, code in session.execute(select(Region.id, Region.code))}
-
-
-def rounds_view(session: Session, limit: int = 20) -> list[dict[str, Any]]:
-    """The newest rounds as ``round_summary`` dicts plus their scope code and their newest job's log and flags."""
-    rounds = list_rounds(session, limit)
-    jobs = jobs_for(session, [r.id for r in rounds])
-    codes = region_names(session)
-    rows = []
-    for rnd in rounds:
-        job = jobs.get(rnd.id)
-        row = round_summary(rnd, job)
-        row["scope"] = scope_name(codes.get(rnd.region_id) if rnd.region_id else None)
-        row["stages"] = row["stages"] or list(STAGE_ORDER)  # a config without round.stages runs them all
-        if job is not None:
-            row["job"] |= {"log": job.log or "", "error": job.error, "cancel_requested": job.cancel_requested}
-        rows.append(row)
-    return rows
-
-
-def has_active_round(session: Session) -> bool:
-    """Whether any round has a queued or running job (the page then refreshes itself)."""
-    stmt = select(Job.id).where(Job.round_id.is_not(None), Job.status.in_(UNFINISHED)).limit(1)
-    return session.scalar(stmt) is not None
-
-
-def versions_view(session: Session) -> list[dict[str, Any]]:
-    """Model versions, newest first, as plain rows with their parent's name and win-rates as text."""
-    codes = region_names(session)
-    rows = []
-    for v in reversed(list_versions(session)):
-        evaluation = (v.metrics or {}).get("eval") or {}
-        rows.append({"name": v.name, "parent": v.parent.name if v.parent else "", "stage": v.stage,
-                     "region": scope_name(codes.get(v.region_id) if v.region_id else None),
-                     "status": v.status.value, "created": v.created_at,
-                     "judge vs parent": win_rate_text(evaluation.get("judge_vs_parent")),
-                     "judge vs base": win_rate_text(evaluation.get("judge_vs_base")),
-                     "reward model vs parent": win_rate_text(evaluation.get("vs_parent")),
-                     "reward model vs base": win_rate_text(evaluation.get("vs_base")),
-                     "lineage": v.lineage or {}, "metrics": v.metrics or {}})
-    return rows
-
-
-# Evaluation keys in the order to show them: the independent judge first, then what training optimised.
-WIN_RATE_LABELS = {
-    "judge_vs_parent": "judge vs parent (independent)",
-    "judge_vs_base": "judge vs base (independent)",
-    "vs_parent": "reward model vs parent (trained on it)",
-    "vs_base": "reward model vs base (trained on it)",
-    "rules_vs_parent": "rules vs parent (RL optimised them)",
-    "rules_vs_base": "rules vs base (RL optimised them)",
-}
-
-
-def win_rate_rows(evaluation: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """An evaluation's win-rates as (label, rate) in display order: the independent judge leads."""
-    known = [(label, evaluation[key]) for key, label in WIN_RATE_LABELS.items()
-             if isinstance(evaluation.get(key), dict)]
-    other = [(key.replace("_", " "), value) for key, value in evaluation.items()
-             if key not in WIN_RATE_LABELS and isinstance(value, dict) and "rate" in value]
-    return known + other
-
-
-def win_rate_text(value: Any) -> str:
-    """``{"rate": 0.62, "low": 0.41, "high": 0.8, ...}`` → ``"0.62 [0.41, 0.80]"``; ``""`` when there is none."""
-    if not isinstance(value, dict) or value.get("rate") is None:
-        return ""
-    if value.get("low") is None or value.get("high") is None:
-        return f"{value['rate']:.2f}"
-    return f"{value['rate']:.2f} [{value['low']:.2f}, {value['high']:.2f}]"

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
+from peft import PeftModel
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 from tqdm.auto import tqdm
@@ -63,8 +64,6 @@ def load_policy(base_model: str, adapter_path: str | None = None,
     except OSError as exc:
         raise ConfigError(f"cannot load base model {base_model!r}: {str(exc).splitlines()[0]}") from exc
     if adapter_path:
-        from peft import PeftModel
-
         model = PeftModel.from_pretrained(model, adapter_path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

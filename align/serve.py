@@ -16,6 +16,7 @@ from typing import Annotated
 
 from fastapi import Depends, FastAPI, Header, HTTPException
 from fastapi.responses import JSONResponse
+from peft import PeftModel
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine, select
 from starlette.concurrency import run_in_threadpool
@@ -137,8 +138,6 @@ class Policies:
                 self.base, self.adapters = base_model, set()
             model = self.model
             if adapter:
-                from peft import PeftModel
-
                 if not isinstance(model, PeftModel):
                     model = self.model = PeftModel.from_pretrained(model, adapter, adapter_name=version)
                 elif version not in self.adapters:

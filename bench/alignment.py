@@ -154,7 +154,7 @@ class Bench:
         """Queue and run one round as a worker would; the published version's name and stage metrics."""
         from align.jobs import claim_job, run_job
         from align.rounds import queue_round
-        from cli.main import cli_actor
+        from cli.common import cli_actor
         from db.models import Job
         from db.session import session_scope
 

@@ -920,7 +920,7 @@ def time_dashboard(engine: Engine) -> dict[str, float]:
     reviewer quality). The first load after a bulk fill builds the running totals from every vote, once; it is
     printed apart, and the figures returned (their sum is the dashboard's time) are those of the next load, which
     is what a lead waits for from then on."""
-    from cli.main import cli_actor
+    from cli.common import cli_actor
     from rewards.dashboard import load_dashboard
 
     for attempt in ("first", "next"):

@@ -41,7 +41,7 @@ def main() -> int:
     from align.config import load_config
     from align.jobs import claim_job, run_job
     from align.rounds import queue_round, round_dir
-    from cli.main import cli_actor
+    from cli.common import cli_actor
     from collect.simulate import simulate_all_regions
     from db.models import Job
     from db.session import get_engine, session_scope

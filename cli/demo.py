@@ -10,28 +10,28 @@ that instead, and any other path or hub id is used as it is.
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from sqlalchemy import select
+from typing import TYPE_CHECKING
 
 from align import pretrained
-from align.demo_model import DemoModelConfig, build_demo_model
-from align.demo_model import is_built as tiny_is_built
 from align.registry import ensure_base_version
-from align.sampling import DecodingParams, generate_candidates
-from collect.accounts import create_user, new_password
-from collect.datasets import sft_rows
+from cli.common import add
+from collect.accounts import create_user, new_password, usernames
+from collect.datasets import tiny_model_texts
 from collect.ingest import import_examples, import_regions
-from collect.pairing import make_pairs
+from collect.pairing import first_pair_prompts, make_pairs
 from collect.tags import ensure_default_tags
 from db import migrate
-from db.models import Prompt, Region, Split, User
 from db.session import get_engine, session_scope
-from db.settings import Settings
+from db.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from align.demo_model import DemoModelConfig
 
 DEMO_DATA = Path(__file__).resolve().parent.parent / "collect" / "demo_data"
 APP = Path(__file__).resolve().parent.parent / "app.py"
@@ -78,7 +78,7 @@ def ensure_demo_users(settings: Settings, codes: list[str]) -> dict[str, str]:
     wanted = [("admin", ["admin", "engineer", "lead"], [], settings.admin_password)]
     wanted += [(reviewer_name(c), ["reviewer"], [c], settings.reviewer_password) for c in codes]
     with session_scope(get_engine(settings.database_url)) as session:
-        have = set(session.scalars(select(User.username)))
+        have = usernames(session)
         for username, roles, regions, password in wanted:
             if username in have:
                 continue
@@ -90,18 +90,19 @@ def ensure_demo_users(settings: Settings, codes: list[str]) -> dict[str, str]:
 
 def build_tiny_model(engine, out: Path, config: DemoModelConfig | None = None, progress: bool = True) -> dict:
     """The tiny from-scratch test fixture, trained on the imported train-split examples in the plain format."""
-    from db.errors import GeoAlignError
+    from align.demo_model import build_demo_model  # lazy: pulls in torch, transformers and peft
 
     with session_scope(engine) as session:
-        rows = sft_rows(session, prompt_format="text")
-    if not rows:
-        raise GeoAlignError("no train-split gold examples in the database: run `geoalign demo --no-app` first")
-    return build_demo_model([r["prompt"] + r["completion"] for r in rows], out, config, progress=progress)
+        texts = tiny_model_texts(session)
+    return build_demo_model(texts, out, config, progress=progress)
 
 
 def ensure_base_model(settings: Settings, engine, epochs: float | None = None, progress: bool = True,
                       say: Callable[[str], None] = print) -> dict | None:
     """Build the configured base model if it is one GeoAlign builds and is missing; returns the build report."""
+    from align.demo_model import DemoModelConfig  # lazy: pulls in torch, transformers and peft
+    from align.demo_model import is_built as tiny_is_built
+
     model_dir = Path(settings.base_model)
     if settings.base_model == str(settings.default_model_dir) and not pretrained.is_built(model_dir):
         say(f"4/5 converting {pretrained.MODEL_DIR_NAME} from {pretrained.PACKAGE_PIN} into {model_dir}")
@@ -118,34 +119,11 @@ def ensure_base_model(settings: Settings, engine, epochs: float | None = None, p
     return None
 
 
-def first_pair_prompts(settings: Settings, per_region: int) -> dict[str, list[int]]:
-    """Prompts for the first pairs: per region, ``per_region`` train-split prompts spread over task types, plus
-    about a quarter as many val-split ones, whose votes let the first round's reward model and DPO validate."""
-    out: dict[str, list[int]] = {}
-    with session_scope(get_engine(settings.database_url)) as session:
-        for region in session.scalars(select(Region).order_by(Region.code)):
-            picked: list[int] = []
-            for split, wanted in ((Split.train, per_region), (Split.val, round(per_region / 4))):
-                prompts = session.scalars(
-                    select(Prompt).where(Prompt.region_id == region.id, Prompt.split == split)
-                    .order_by(Prompt.content_hash)
-                ).all()
-                by_task: dict[str, list[int]] = {}
-                for p in prompts:
-                    by_task.setdefault(p.task_type.value, []).append(p.id)
-                chosen: list[int] = []
-                while len(chosen) < wanted and any(by_task.values()):  # round-robin over task types
-                    for ids in by_task.values():
-                        if ids and len(chosen) < wanted:
-                            chosen.append(ids.pop(0))
-                picked += chosen
-            out[region.code] = picked
-    return out
-
-
 def run_demo(settings: Settings, epochs: float | None = None, pairs_per_region: int = 12, seed: int = 0,
              progress: bool = True, say: Callable[[str], None] = print) -> DemoResult:
     """Everything ``geoalign demo`` does before starting the app. Safe to run any number of times."""
+    from align.sampling import DecodingParams, generate_candidates  # lazy: pulls in torch and transformers
+
     result = DemoResult()
     settings.ensure_dirs()
     engine = get_engine(settings.database_url)
@@ -160,9 +138,8 @@ def run_demo(settings: Settings, epochs: float | None = None, pairs_per_region: 
 
     result.model_report = ensure_base_model(settings, engine, epochs, progress, say)
 
-    prompts = first_pair_prompts(settings, pairs_per_region)
-    all_ids = [pid for ids in prompts.values() for pid in ids]
     with session_scope(engine) as session:
+        all_ids = [pid for ids in first_pair_prompts(session, pairs_per_region).values() for pid in ids]
         base = ensure_base_version(session, settings.base_model)
         result.generations_created = generate_candidates(session, base, all_ids, samples_per_prompt=2,
                                                          params=DecodingParams(), seed=seed, progress=progress)
@@ -191,3 +168,30 @@ def start_app(port: int = 8501, headless: bool = True, worker: bool = True) -> i
                 background.wait(30)
             except subprocess.TimeoutExpired:
                 background.kill()
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    result = run_demo(get_settings(), epochs=args.epochs, pairs_per_region=args.pairs_per_region, seed=args.seed)
+    if result.credentials:
+        print("\nAccounts created (passwords are shown this once; reset with `geoalign users reset-password`):")
+        for user, password in result.credentials.items():
+            print(f"  {user:28} {password}")
+    if args.no_app:
+        print("\ndone; start the app with `geoalign demo` (app + worker), or `streamlit run app.py` and "
+              "`geoalign worker`")
+        return 0
+    print(f"\nstarting the app on http://localhost:{args.port} and a job worker for rounds (Ctrl-C stops both)")
+    return start_app(port=args.port)
+
+
+def register(sub) -> None:
+    """``geoalign demo``."""
+    p = add(sub, "demo", cmd_demo, "set up the demo (migrate, data, accounts, model, pairs) and start the app",
+            "Migrate the database, import the bundled demo regions and gold examples, create an admin and one "
+            "reviewer per region, build the demo model if missing, sample the first pairs and start the app. "
+            "Running it again changes nothing that exists.")
+    p.add_argument("--no-app", action="store_true", help="set everything up but do not start the app")
+    p.add_argument("--port", type=int, default=8501, help="port for the Streamlit app")
+    p.add_argument("--epochs", type=float, default=None, help="demo model training epochs (default: built-in)")
+    p.add_argument("--pairs-per-region", type=int, default=12, help="first pairs to create per region")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")

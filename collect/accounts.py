@@ -8,6 +8,7 @@ from functools import cache
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from db.errors import NotFound, ValidationError
@@ -117,3 +118,22 @@ def set_access(session: Session, username: str, roles: list[str] | None = None, 
 def list_users(session: Session) -> list[User]:
     return list(session.scalars(select(User).where(User.is_system.is_(False)).order_by(User.username)))
 
+
+
+def usernames(session: Session) -> set[str]:
+    """Every username taken, system accounts included."""
+    return set(session.scalars(select(User.username)))
+
+
+def system_account(session: Session, username: str, roles: list[str]) -> User:
+    """The system account ``username`` with ``roles``, made on first use; it has no password, so it never logs in."""
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None:
+        try:
+            with session.begin_nested():  # two first commands at once: one creates it, the other reads it
+                user = User(username=username, password_hash="!", is_system=True,
+                            roles=[UserRole(role=r) for r in _roles(list(roles))])
+                session.add(user)
+        except IntegrityError:
+            user = session.scalar(select(User).where(User.username == username))
+    return user

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session, aliased
 
 from collect.prompting import PROMPT_FORMATS, BriefContext, dataset_completion, dataset_prompt
 from collect.splits import content_hash
-from db.errors import ValidationError
+from db.errors import GeoAlignError, ValidationError
 from db.models import Choice, Example, Generation, ModelVersion, Pair, Prompt, Region, Split, Strength, Vote
 
 STRENGTH_WEIGHT = {Strength.clear: 1.0, Strength.slight: 0.5, None: 1.0}
@@ -200,3 +200,11 @@ def preference_rows(session: Session, f: DatasetFilter | None = None,
 def regions_of(rows: Iterable[dict]) -> Counter:
     """Rows per region, for reports."""
     return Counter(r["region"] for r in rows)
+
+
+def tiny_model_texts(session: Session) -> list[str]:
+    """The tiny test model's training texts: each train-split gold example as its plain prompt plus its copy."""
+    rows = sft_rows(session, prompt_format="text")
+    if not rows:
+        raise GeoAlignError("no train-split gold examples in the database: run `geoalign demo --no-app` first")
+    return [r["prompt"] + r["completion"] for r in rows]

@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session
 
 from collect.review_policy import ReviewPolicy
 from collect.splits import normalize_text
-from db.models import Generation, ModelVersion, Pair, Prompt
+from db.lookups import get_region, get_regions
+from db.models import Generation, ModelVersion, Pair, Prompt, Region, Split
 
 
 def make_pairs(session: Session, prompt_ids: list[int], version_a: ModelVersion, version_b: ModelVersion | None = None,
@@ -77,3 +78,46 @@ def pairs_per_prompt(session: Session, prompt_ids: list[int], versions: set[int]
         if {ma, mb} == versions:
             counts[pid] = counts.get(pid, 0) + 1
     return counts
+
+
+def prompts_to_sample(session: Session, splits: list[str], regions: list[str] | None = None,
+                      limit: int = 50) -> list[int]:
+    """Ids of at most ``limit`` prompts in ``splits`` and ``regions`` (default: all), in a stable order."""
+    stmt = select(Prompt.id).join(Region).where(Prompt.split.in_([Split(s) for s in splits]))
+    if regions:
+        get_regions(session, regions)
+        stmt = stmt.where(Region.code.in_(regions))
+    return list(session.scalars(stmt.order_by(Prompt.content_hash).limit(limit)))
+
+
+def first_pair_prompts(session: Session, per_region: int) -> dict[str, list[int]]:
+    """Prompt ids for a region's first pairs, by region code: ``per_region`` train-split prompts spread over task
+    types, plus about a quarter as many val-split ones, whose votes let the first round's reward model and DPO
+    validate."""
+    out: dict[str, list[int]] = {}
+    for region in session.scalars(select(Region).order_by(Region.code)):
+        picked: list[int] = []
+        for split, wanted in ((Split.train, per_region), (Split.val, round(per_region / 4))):
+            prompts = session.scalars(
+                select(Prompt).where(Prompt.region_id == region.id, Prompt.split == split)
+                .order_by(Prompt.content_hash)
+            ).all()
+            by_task: dict[str, list[int]] = {}
+            for p in prompts:
+                by_task.setdefault(p.task_type.value, []).append(p.id)
+            chosen: list[int] = []
+            while len(chosen) < wanted and any(by_task.values()):  # round-robin over task types
+                for ids in by_task.values():
+                    if ids and len(chosen) < wanted:
+                        chosen.append(ids.pop(0))
+            picked += chosen
+        out[region.code] = picked
+    return out
+
+
+def newest_pairs(session: Session, limit: int, region: str | None = None) -> list[Pair]:
+    """The ``limit`` newest pairs, of one region or all."""
+    stmt = select(Pair).order_by(Pair.id.desc()).limit(limit)
+    if region:
+        stmt = stmt.where(Pair.region_id == get_region(session, region).id)
+    return list(session.scalars(stmt))

@@ -1,9 +1,9 @@
 """What the leads' dashboard shows, computed without Streamlit: win-rates, ratings, throughput, agreement,
-reviewer quality, reason tags, reward-model drift and the lift of A/B tests in live campaigns, plus the Altair
-charts drawn from them.
+reviewer quality, reason tags, reward-model drift and the lift of A/B tests in live campaigns.
 
 ``load_dashboard`` runs a few grouped queries (``db.queries``) and the statistics in ``rewards.ratings`` and
-``rewards.quality``; ``Dashboard.region(code)`` narrows every table to one region. The page only lays them out.
+``rewards.quality``; ``Dashboard.region(code)`` narrows every table to one region. The page (``ui/pages/dashboard.py``)
+lays them out with the charts of ``ui/views.py``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass, field, fields, replace
 from typing import Protocol
 
-import altair as alt
 import pandas as pd
 from sqlalchemy.orm import Session
 
@@ -144,108 +143,3 @@ def load_dashboard(session: Session, viewer: Viewer | None, n_boot: int = BOOTST
                      votes_by_reviewer=by_reviewer, agreement=agree, reviewers=reviewers, tags=tags,
                      reward_model=rm, abtests=abtests, position=position, timings=timings)
 
-
-# ------------------------------------------------------------------------------------------- charts
-
-OPPONENT_COLORS = alt.Scale(domain=["base", "parent"], range=["#4c78a8", "#f58518"])
-
-
-def win_rate_by_round_chart(win_rates: pd.DataFrame) -> alt.Chart:
-    """Each version's win-rate vs base and vs parent, in round order, with its 95% band; 0.5 = no better."""
-    data = win_rates.sort_values(["round_number", "version_id"]).assign(
-        label=lambda d: d["version"] + " (round " + d["round_number"].astype("string").fillna("–") + ")")
-    order = list(dict.fromkeys(data["label"]))
-    x = alt.X("label:N", sort=order, title="model version", axis=alt.Axis(labelAngle=0, labelLimit=240))
-    color = alt.Color("opponent:N", scale=OPPONENT_COLORS, title="vs")
-    band = alt.Chart(data).mark_rule(strokeWidth=3, opacity=0.6).encode(
-        x=x, y=alt.Y("low:Q", title="win-rate (ties count half)", scale=alt.Scale(domain=[0, 1])), y2="high:Q",
-        color=color, xOffset="opponent:N")
-    points = alt.Chart(data).mark_point(filled=True, size=70).encode(
-        x=x, y="rate:Q", color=color, xOffset="opponent:N",
-        tooltip=["version", "opponent", "opponent_version", alt.Tooltip("rate:Q", format=".2f"),
-                 alt.Tooltip("low:Q", format=".2f"), alt.Tooltip("high:Q", format=".2f"), "n", "both_bad"])
-    even = alt.Chart(pd.DataFrame({"y": [0.5]})).mark_rule(strokeDash=[4, 4], color="gray").encode(y="y:Q")
-    return (band + points + even).properties(height=320)
-
-
-def win_rate_over_time_chart(weekly: pd.DataFrame, opponent: str = "base") -> alt.Chart:
-    """Per week of voting, each version's win-rate vs ``opponent`` with a CI band."""
-    data = weekly[weekly["opponent"] == opponent]
-    base = alt.Chart(data).encode(x=alt.X("week:T", title="week of voting"),
-                                  color=alt.Color("version:N", title="version", scale=alt.Scale(scheme="category10")))
-    band = base.mark_area(opacity=0.2).encode(y=alt.Y("low:Q", title=f"win-rate vs {opponent}",
-                                                      scale=alt.Scale(domain=[0, 1])), y2="high:Q")
-    line = base.mark_line(point=True).encode(
-        y="rate:Q", tooltip=["version", alt.Tooltip("week:T"), alt.Tooltip("rate:Q", format=".2f"),
-                             alt.Tooltip("low:Q", format=".2f"), alt.Tooltip("high:Q", format=".2f"), "n"])
-    even = alt.Chart(pd.DataFrame({"y": [0.5]})).mark_rule(strokeDash=[4, 4], color="gray").encode(y="y:Q")
-    return (band + line + even).properties(height=280)
-
-
-def leaderboard_chart(leaderboard: pd.DataFrame) -> alt.Chart:
-    """Bradley–Terry ratings (base = 1000) with bootstrap 95% intervals, best first."""
-    order = list(leaderboard.sort_values("rank")["version"])
-    y = alt.Y("version:N", sort=order, title=None)
-    bars = alt.Chart(leaderboard).mark_rule(strokeWidth=3, opacity=0.6).encode(
-        x=alt.X("low:Q", title="rating (Bradley–Terry, base = 1000)", scale=alt.Scale(zero=False)), x2="high:Q", y=y)
-    points = alt.Chart(leaderboard).mark_point(filled=True, size=80).encode(
-        x="rating:Q", y=y, tooltip=["rank", "version", alt.Tooltip("rating:Q", format=".0f"),
-                                    alt.Tooltip("low:Q", format=".0f"), alt.Tooltip("high:Q", format=".0f"), "games"])
-    return (bars + points).properties(height=max(120, 32 * len(order)))
-
-
-def votes_per_day_chart(daily: pd.DataFrame) -> alt.Chart:
-    data = daily.groupby(["day", "source"], as_index=False)["votes"].sum()
-    return alt.Chart(data).mark_bar().encode(
-        x=alt.X("day:T", title="day"), y=alt.Y("votes:Q", title="votes"), color=alt.Color("source:N", title="source"),
-        tooltip=[alt.Tooltip("day:T"), "source", "votes"]).properties(height=220)
-
-
-def votes_per_reviewer_chart(by_reviewer: pd.DataFrame, top: int = 25) -> alt.Chart:
-    data = by_reviewer.groupby("user", as_index=False)["votes"].sum().nlargest(top, "votes")
-    return alt.Chart(data).mark_bar().encode(
-        x=alt.X("votes:Q"), y=alt.Y("user:N", sort="-x", title=None), tooltip=["user", "votes"]
-    ).properties(height=max(120, 22 * len(data)))
-
-
-def tags_chart(tags: pd.DataFrame) -> alt.Chart:
-    """Why reviewers preferred each version: share of each reason tag among the votes it won."""
-    data = tags.groupby(["version", "tag"], as_index=False)["votes"].sum()
-    return alt.Chart(data).mark_bar().encode(
-        x=alt.X("votes:Q", stack="normalize", title="share of reason tags"), y=alt.Y("version:N", title=None),
-        color=alt.Color("tag:N", title="reason"), tooltip=["version", "tag", "votes"]
-    ).properties(height=max(120, 30 * data["version"].nunique()))
-
-
-def reward_model_chart(rm: pd.DataFrame) -> alt.Chart:
-    """Reward-model accuracy per round: on its validation split, on the newest votes, and the previous model's."""
-    data = rm.melt(id_vars=["round_id", "round", "region"], value_vars=[
-        "val_accuracy", "newest_accuracy", "previous_model_accuracy"], var_name="measure", value_name="accuracy"
-    ).dropna(subset=["accuracy"])
-    data["measure"] = data["measure"].map({"val_accuracy": "validation", "newest_accuracy": "newest votes",
-                                           "previous_model_accuracy": "previous model, newest votes"})
-    return alt.Chart(data).mark_line(point=True).encode(
-        x=alt.X("round_id:O", title="round"), y=alt.Y("accuracy:Q", scale=alt.Scale(domain=[0, 1])),
-        color=alt.Color("measure:N", title=None), tooltip=["round_id", "region", "measure",
-                                                           alt.Tooltip("accuracy:Q", format=".2f")]
-    ).properties(height=240)
-
-
-def lift_chart(abtests: pd.DataFrame) -> alt.Chart:
-    """Each A/B test's lift of the tuned copy over the generic one, per rate, with its 95% interval; right of
-    the zero line the tuned copy does better in the campaign."""
-    data = abtests.assign(label=abtests["test"] + " (" + abtests["tuned_version"] + ")")
-    y = alt.Y("label:N", title=None, axis=alt.Axis(labelLimit=260))
-    color = alt.Color("metric:N", title="rate", scale=alt.Scale(
-        domain=["click-through", "conversion", "conversion per click"], range=["#4c78a8", "#f58518", "#54a24b"]))
-    bars = alt.Chart(data).mark_rule(strokeWidth=3, opacity=0.6).encode(
-        x=alt.X("low:Q", title="lift of tuned over generic", axis=alt.Axis(format="%")), x2="high:Q", y=y,
-        color=color, yOffset="metric:N")
-    points = alt.Chart(data).mark_point(filled=True, size=70).encode(
-        x="lift:Q", y=y, color=color, yOffset="metric:N",
-        tooltip=["test", "region", "tuned_version", "metric", alt.Tooltip("generic_rate:Q", format=".2%"),
-                 alt.Tooltip("tuned_rate:Q", format=".2%"), alt.Tooltip("lift:Q", format="+.1%"),
-                 alt.Tooltip("low:Q", format="+.1%"), alt.Tooltip("high:Q", format="+.1%"),
-                 alt.Tooltip("p_value:Q", format=".3g"), "generic_n", "tuned_n"])
-    zero = alt.Chart(pd.DataFrame({"x": [0.0]})).mark_rule(strokeDash=[4, 4], color="gray").encode(x="x:Q")
-    return (bars + points + zero).properties(height=max(120, 60 * data["label"].nunique()))

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, select, text
 
+import tests.jobkinds  # noqa: F401  (registers the "sleep" job kind the queue tests run)
 from collect.review_policy import ReviewPolicy
 from db import migrate
 from db.session import make_engine, session_scope

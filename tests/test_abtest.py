@@ -7,12 +7,13 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from align.cli import cli_actor, main
 from scipy.stats import norm
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
 from align.abtest import import_results, variant_key
+from cli.common import cli_actor
+from cli.main import main
 from db.errors import NotFound, ValidationError
 from db.models import AbTest, AbVariant, ModelVersion, Region, TaskType
 from db.queries import ALL_REGIONS, ab_results
@@ -273,7 +274,7 @@ def test_dashboard_shows_the_lift_per_region(ab, tmp_path):
 
 
 def _dashboard_page():
-    from rewards import dashboard_page
+    from ui.pages import dashboard as dashboard_page
 
     dashboard_page.render()
 
@@ -328,7 +329,7 @@ def test_campaign_results_show_before_any_vote(loaded, tmp_path):
     with session_scope(loaded) as s:
         import_results(s, results_file(tmp_path / "r.csv", [("spring-b1-generic", 4000, 160, 20),
                                                             ("spring-b1-tuned", 4000, 220, 31)]))
-    from rewards.dashboard_page import _dashboard
+    from ui.pages.dashboard import _dashboard
 
     _dashboard.clear()
     at.run()

@@ -51,7 +51,7 @@ def test_round_queue_list_show_cancel(migrated, tmp_path, capsys):
      "round.stages ['reward', 'dpo'] would publish nothing: 0 preference pairs in the train split of en-GB-leeds"),
     (["round", "show", "99"], "round 99 does not exist"),
     (["round", "resume", "99"], "round 99 does not exist"),
-    (["votes", "simulate", "--region", "xx-nowhere"], "unknown region(s) ['xx-nowhere']"),
+    (["votes", "simulate", "--region", "xx-nowhere"], "unknown region 'xx-nowhere'"),
 ])
 def test_round_errors_are_one_line(migrated, args, message, capsys):
     assert main(args) == 2

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
-from cli.main import cli_actor
+from cli.common import cli_actor
 from collect.review import submit_vote
 from db import queries
 from db.errors import AuthError, PermissionDenied

@@ -28,7 +28,9 @@ from align.jobs import (
     run_job,
     run_worker,
 )
-from cli.main import cli_actor, main
+from align.rounds import settle_round
+from cli.common import cli_actor
+from cli.main import main
 from db.errors import NotFound, ValidationError
 from db.models import Job, JobStatus, Round, utcnow
 from db.session import session_scope
@@ -144,7 +146,7 @@ def test_sleep_job_runs_through_the_worker(any_engine):
 
 
 def test_failing_handler_fails_the_job_and_its_round(engine):
-    @register("test_boom")
+    @register("test_boom", settle=settle_round)
     def boom(ctx: JobContext) -> dict:
         ctx.progress(stage="loading", step=1)
         raise RuntimeError("disk\nfull")
@@ -284,7 +286,7 @@ def test_reap_stale_fails_the_job_and_its_round(any_engine):
 def test_killed_worker_process_is_reaped(engine, home):
     round_id = add_round(engine, JobStatus.running)
     (job_id,) = add_jobs(engine, 1, {"seconds": 60, "steps": 120}, round_id=round_id)
-    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "worker", "--once", "--name", "doomed"],
+    proc = subprocess.Popen([sys.executable, "-m", "tests.jobkinds", "worker", "--once", "--name", "doomed"],
                             cwd=REPO, env=worker_env(engine, home), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         wait_for(lambda: job_row(engine, job_id).progress.get("step", 0) >= 1, timeout=60, what="step 1 in the worker")
@@ -309,7 +311,7 @@ def test_killed_worker_process_is_reaped(engine, home):
 
 def test_sigterm_stops_the_worker_after_the_current_job(engine, home):
     first, second = add_jobs(engine, 2, {"seconds": 1.5, "steps": 6})
-    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "worker", "--poll", "0.2", "--name", "polite"],
+    proc = subprocess.Popen([sys.executable, "-m", "tests.jobkinds", "worker", "--poll", "0.2", "--name", "polite"],
                             cwd=REPO, env=worker_env(engine, home), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
     try:

@@ -15,9 +15,10 @@ import align.evaluation
 import align.rounds
 from align.config import load_config
 from align.jobs import request_cancel
+from align.plan import RoundPlan
 from align.registry import ensure_base_version
-from align.rounds import _Plan, publish, queue_resume, queue_round
-from cli.main import cli_actor
+from align.rounds import publish, queue_resume, queue_round
+from cli.common import cli_actor
 from collect.ingest import import_regions
 from db.errors import AuthError, PermissionDenied, ValidationError
 from db.models import Generation, Job, JobStatus, ModelVersion, Pair, Prompt, Region, Round
@@ -90,12 +91,12 @@ def test_round_functions_refuse_a_wrong_role(engine, mini_data):
 # ------------------------------------------------------------------------------------------------ publishing
 
 
-def _plan(engine, region: str = REGION) -> _Plan:
+def _plan(engine, region: str = REGION) -> RoundPlan:
     """A queued round of ``region`` continuing the base version, as ``run_round`` would plan it."""
     with session_scope(engine) as s:
         rnd, _ = queue_round(s, cli_actor(s), REGION, load_config())
-        return _Plan(round_id=rnd.id, number=rnd.number, region=region, config=load_config(), base_model="tiny",
-                     parent_name="base", parent_adapter=None, parent_reward_model=None, completed=[])
+        return RoundPlan(round_id=rnd.id, number=rnd.number, region=region, config=load_config(), base_model="tiny",
+                         parent_name="base", parent_adapter=None, parent_reward_model=None, completed=[])
 
 
 def _folder(path: Path, text: str) -> Path:

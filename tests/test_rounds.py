@@ -26,8 +26,9 @@ from align.jobs import claim_job, reap_stale, run_job
 from align.registry import ensure_base_version
 from align.rounds import queue_resume, queue_round, round_dir, round_parents
 from align.sampling import DecodingParams, generate_candidates
+from cli.common import cli_actor
 from cli.demo import DEMO_DATA
-from cli.main import cli_actor, main
+from cli.main import main
 from collect.ingest import import_examples, import_regions
 from collect.pairing import make_pairs
 from collect.simulate import simulate_all_regions

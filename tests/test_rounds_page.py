@@ -11,11 +11,13 @@ from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
 from align.jobs import enqueue
+from align.reports import win_rate_text
 from db.errors import ConfigError
 from db.models import Job, JobStatus, ModelVersion, Region, Round, utcnow
 from db.session import session_scope
 from tests.conftest import login_as
-from ui.pages.rounds import build_config, history_frame, metrics_frame, published_text, stage_line, win_rate_text
+from ui.pages.rounds import build_config
+from ui.views import history_frame, metrics_frame, published_text, stage_line
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 TIMEOUT = 60  # the first config check imports TRL
@@ -110,9 +112,11 @@ def test_reward_only_round_helpers():
         "· newest votes 0.75 (6 pairs) · train sample 0.90 (40 of 40 pairs)")
     assert published_text({"version": "v", "new_pairs": {"vs_parent": 3, "vs_base": 2}}) == \
         "Published **v** · 5 new pairs for reviewers"
-    assert stage_line(["reward"], ["reward"], None) == "✅ reward → ▫️ publish"  # no evaluation: no policy changed
-    assert stage_line(["sft", "reward"], ["sft", "reward", "publish"], None) == "✅ sft → ✅ reward → ✅ publish"
-    assert stage_line(["sft"], [], "sft") == "🔄 sft → ▫️ eval → ▫️ publish"
+    # no evaluation: no policy changed
+    assert stage_line(["reward"], ["reward"], None) == ":material/check_circle: reward → :material/circle: publish"
+    assert stage_line(["sft", "reward"], ["sft", "reward", "publish"], None) == (
+        ":material/check_circle: sft → :material/check_circle: reward → :material/check_circle: publish")
+    assert stage_line(["sft"], [], "sft") == ":material/sync: sft → :material/circle: eval → :material/circle: publish"
 
 
 # ------------------------------------------------------------------------------------------- page
@@ -186,7 +190,8 @@ def test_running_round_shows_progress_curves_and_log(loaded):
     (bar,) = at.get("progress")
     assert bar.value == 25 and "dpo: step 3 of 12" in bar.proto.text
     texts = _texts(at)
-    assert "✅ sft → 🔄 dpo → ▫️ eval → ▫️ publish" in texts
+    assert (":material/check_circle: sft → :material/sync: dpo → :material/circle: eval → :material/circle: publish"
+            in texts)
     assert re.search(r"job \d+ \(running\) · worker gpu-1:4242, heartbeat \d+ s ago", texts)
     (chart,) = at.get("vega_lite_chart")
     spec = json.loads(chart.proto.spec)
@@ -255,6 +260,6 @@ def test_a_reward_only_round_shows_its_reward_model(loaded):
     at = _page(loaded)
     assert not at.exception
     texts = _texts(at)
-    assert "✅ reward → ✅ publish" in texts
+    assert ":material/check_circle: reward → :material/check_circle: publish" in texts
     assert "a new reward model, the policy unchanged · accuracy validation 0.80 (10 pairs)" in texts
     assert at.dataframe[0].value["what"].tolist() == ["reward", "reward_only", "version"]

@@ -13,8 +13,11 @@ import logging
 import sys
 from pathlib import Path
 
-from align.stages import StageInputs, run_stage
+from align.jobs import JobContext
+from align.stages.common import StageInputs
 from align.stages.progress import StageProgress
+from align.stages.runner import run_stage
+from db.session import get_engine
 from db.settings import get_settings
 
 
@@ -28,9 +31,6 @@ def main(argv: list[str] | None = None) -> int:
     report = cancelled = None
     job_id = get_settings().job_id
     if job_id is not None:
-        from align.jobs import JobContext
-        from db.session import get_engine
-
         ctx = JobContext(get_engine(), job_id, {}, None)
         report, cancelled = ctx.progress, ctx.cancel_requested
     result = run_stage(inputs, [StageProgress(inputs.stage, report, cancelled)])

@@ -6,7 +6,9 @@ not push the parent's pairs further again with the reference reset (see ``align.
 
 from __future__ import annotations
 
-from align.stages import (
+from trl import DPOTrainer
+
+from align.stages.common import (
     StageInputs,
     StageResult,
     checkpoints,
@@ -25,8 +27,6 @@ COLUMNS = ("prompt", "chosen", "rejected")
 
 
 def run(inputs: StageInputs, callbacks: list) -> StageResult:
-    from trl import DPOTrainer
-
     config = inputs.round_config()
     # what is new since the parent plus a replay sample (align.rounds.snapshot_datasets), not every vote so far
     train, val = read_jsonl(inputs.data_dir / "dpo_train.jsonl"), read_jsonl(inputs.data_dir / "pref_val.jsonl")

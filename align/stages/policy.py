@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from db.errors import ConfigError
@@ -23,6 +24,4 @@ def load_trainable_policy(base_model: str, adapter_in: str | None, lora_config, 
         tokenizer.pad_token = tokenizer.eos_token
     if adapter_in is None:
         return model, tokenizer, lora_config
-    from peft import PeftModel
-
     return PeftModel.from_pretrained(model, adapter_in, is_trainable=True), tokenizer, None

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from transformers import TrainerCallback
 
-from align.stages import StageCancelled
+from align.stages.common import StageCancelled
 
 CANCEL_CHECK_S = 1.0  # at most one database read per second, however fast the steps are
 

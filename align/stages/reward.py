@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import random
 
-from align.stages import (
+from tqdm.auto import tqdm
+from trl import RewardTrainer
+
+from align.stages.common import (
     StageInputs,
     StageResult,
     checkpoints,
@@ -24,16 +27,13 @@ from align.stages import (
     train_with_resume,
     write_result,
 )
+from rewards.reward_model import RewardScorer, load_backbone
 
 COLUMNS = ("prompt", "chosen", "rejected", "margin")
 TRAIN_SAMPLE = 256  # enough to tell memorising (near 1.0) from fitting, at a bounded cost however many votes exist
 
 
 def run(inputs: StageInputs, callbacks: list) -> StageResult:
-    from trl import RewardTrainer
-
-    from rewards.reward_model import RewardScorer, load_backbone
-
     config = inputs.round_config()
     train, val = read_jsonl(inputs.data_dir / "pref_train.jsonl"), read_jsonl(inputs.data_dir / "pref_val.jsonl")
     newest = read_jsonl(inputs.data_dir / "pref_newest.jsonl")
@@ -87,8 +87,6 @@ def val_accuracy(trainer) -> dict[str, float | str | None]:
 
 def accuracy(scorer, rows: list[dict], label: str, show: bool) -> float | None:
     """``scorer.accuracy(rows)`` in batches, with a progress bar (the scores of a large set take a while)."""
-    from tqdm.auto import tqdm
-
     if not rows:
         return None
     right = 0

@@ -15,8 +15,10 @@ import functools
 import statistics
 from collections.abc import Callable
 
+import trl
+
 from align.precision import inference_dtype
-from align.stages import (
+from align.stages.common import (
     StageInputs,
     StageResult,
     checkpoints,
@@ -28,16 +30,13 @@ from align.stages import (
     write_result,
 )
 from align.stages.policy import load_trainable_policy
+from rewards.reward_model import RewardScorer
 from rewards.rules import RegionRules, rule_reward_func
 
 COLUMNS = ("prompt", "region", "task_type")
 
 
 def run(inputs: StageInputs, callbacks: list) -> StageResult:
-    import trl
-
-    from rewards.reward_model import RewardScorer
-
     config = inputs.round_config()
     settings = config.settings
     prompts = read_jsonl(inputs.data_dir / "rl_prompts.jsonl")

@@ -5,7 +5,9 @@ A first round trains on every gold example; later ones on what is new since the 
 
 from __future__ import annotations
 
-from align.stages import (
+from trl import SFTTrainer
+
+from align.stages.common import (
     StageInputs,
     StageResult,
     checkpoints,
@@ -24,8 +26,6 @@ COLUMNS = ("prompt", "completion")
 
 
 def run(inputs: StageInputs, callbacks: list) -> StageResult:
-    from trl import SFTTrainer
-
     config = inputs.round_config()
     train, val = read_jsonl(inputs.data_dir / "sft_train.jsonl"), read_jsonl(inputs.data_dir / "sft_val.jsonl")
     if not train:

@@ -1,1 +1,1 @@
-"""The Streamlit pages, one module each; ui/nav.py lists them with the roles that see them."""
+"""The Streamlit pages, one module each; ui/nav.py lists them, with the roles of ui/access.py that see them."""

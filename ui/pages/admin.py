@@ -6,12 +6,11 @@ import pandas as pd
 import streamlit as st
 
 from collect import admin
-from collect.auth import require
-from collect.markdown_text import escape_markdown
 from db.errors import GeoAlignError
 from db.models import Role
 from db.session import session_scope
-from ui.session import current_user
+from ui.access import page_user
+from ui.markdown_text import escape_markdown
 
 ROLES = [r.value for r in Role]
 
@@ -30,7 +29,7 @@ def _do(action, success: str, show_result: bool = False) -> None:
 
 
 def render() -> None:
-    actor = require(current_user(), "admin")
+    actor = page_user("admin")
     st.title("Admin")
     with session_scope() as session:
         users = admin.users_table(session, actor)

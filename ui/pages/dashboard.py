@@ -6,16 +6,15 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from collect.auth import CurrentUser, require
-from collect.markdown_text import escape_markdown
+from collect.auth import CurrentUser
 from db.queries import ALL_REGIONS
 from db.session import get_engine, session_scope
-from rewards.dashboard import (
-    DASHBOARD_ROLES,
-    Dashboard,
+from rewards.dashboard import Dashboard, load_dashboard
+from ui.access import page_user
+from ui.markdown_text import escape_markdown
+from ui.views import (
     leaderboard_chart,
     lift_chart,
-    load_dashboard,
     reward_model_chart,
     tags_chart,
     votes_per_day_chart,
@@ -23,7 +22,6 @@ from rewards.dashboard import (
     win_rate_by_round_chart,
     win_rate_over_time_chart,
 )
-from ui.session import current_user
 
 CACHE_S = 60  # aggregates over every vote: recomputed at most once a minute, or on "Refresh"
 EMPTY_STATE = ("No votes yet. Reviewers' judgements appear here as soon as they are cast: win-rates of every model "
@@ -85,7 +83,7 @@ def _headline(d: Dashboard) -> None:
 
 
 def render() -> None:
-    viewer = require(current_user(), *DASHBOARD_ROLES)
+    viewer = page_user("dashboard")
     st.title("Dashboard")
     top = st.columns([3, 1])
     if top[1].button("Refresh", help=f"Figures are cached for {CACHE_S} s"):

@@ -22,10 +22,9 @@ from collect.prompting import PROMPT_FORMATS
 from collect.tags import ensure_default_tags
 from db.errors import GeoAlignError, ValidationError
 from db.session import session_scope
-from ui.session import current_user
+from ui.access import page_user, roles_of
 
 UPLOAD_TYPES = ["jsonl", "json", "csv", "parquet"]
-DATA_ROLES = ("engineer", "admin")
 
 
 def import_upload(
@@ -40,7 +39,7 @@ def import_upload(
 ) -> ImportReport:
     """Import uploaded bytes as if they were the file ``name`` (its suffix picks the reader); with ``skip_invalid``
     the valid rows are imported and ``report.rejects`` holds the others."""
-    require(actor, *DATA_ROLES)
+    require(actor, *roles_of("data"))
     suffix = Path(name).suffix.lower()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / Path(name).name
@@ -62,7 +61,7 @@ def export_bytes(
     prompt_format: str = "conversational",
 ) -> tuple[bytes, str, int]:
     """A dataset file's bytes, its download name and its row count."""
-    require(actor, *DATA_ROLES)
+    require(actor, *roles_of("data"))
     with session_scope() as session:
         rows = sft_rows(session, filters, prompt_format) if what == "sft" else \
             preference_rows(session, filters, prompt_format)[0]
@@ -225,7 +224,7 @@ def render_gold(actor: CurrentUser) -> None:
 
 
 def render() -> None:
-    actor = require(current_user(), *DATA_ROLES)
+    actor = page_user("data")
     st.title("Data")
     tab_import, tab_export = st.tabs(["Import", "Export"])
     with tab_import:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from collect.auth import require
 from collect.overview import model_version_count, region_overview
 from db.session import session_scope
-from ui.session import current_user
+from ui.access import page_user
 
 EMPTY_STATE = "No regions yet. Run `geoalign demo` (or `geoalign import regions …`) to load data."
 
@@ -22,7 +21,7 @@ def overview_frame() -> pd.DataFrame:
 
 
 def render() -> None:
-    require(current_user(), "engineer", "lead", "admin")
+    page_user("overview")
     st.title("GeoAlign")
     st.caption("Human preferences on regional marketing copy, turned into better models round after round.")
     frame = overview_frame()

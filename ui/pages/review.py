@@ -7,13 +7,12 @@ import time
 
 import streamlit as st
 
-from collect.auth import require
-from collect.markdown_text import escape_markdown
 from collect.review import last_undoable, next_item, progress, skip, submit_vote, undo_last_vote
 from collect.tags import list_tags
 from db.errors import GeoAlignError
 from db.session import in_transaction, session_scope
-from ui.session import current_user
+from ui.access import page_user
+from ui.markdown_text import escape_markdown
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +25,7 @@ NOTICE_KEY = "review_notice"  # (kind, message) left by a button callback for th
 def _skip(assignment_id: int) -> None:
     """Skip button callback, bound to the pair the page showed: a stale tab never skips a pair it did not show."""
     try:
-        user = require(current_user(), "reviewer")
+        user = page_user("review")
         # skip and vote are idempotent, so a connection lost mid-request (a database restart) is simply retried
         in_transaction(None, lambda session: skip(session, user, assignment_id))
     except GeoAlignError as exc:
@@ -43,7 +42,7 @@ def _submit(assignment_id: int) -> None:
     shown_at = state.get(f"review_shown_{assignment_id}", time.time())
     start = time.perf_counter()
     try:
-        user = require(current_user(), "reviewer")
+        user = page_user("review")
         seconds = round(time.time() - shown_at, 1)
         result = in_transaction(None, lambda session: submit_vote(
             session, user, assignment_id, state[f"{k}_choice"], state.get(f"{k}_strength"),
@@ -63,7 +62,7 @@ def _tag_options() -> dict[str, str]:
 
 
 def render() -> None:
-    user = require(current_user(), "reviewer")
+    user = page_user("review")
     with session_scope() as session:
         item = next_item(session, user)
         prog = progress(session, user)
@@ -72,7 +71,7 @@ def render() -> None:
     c1, c2, c3 = st.columns([1, 1, 2])
     c1.metric("Votes today", prog.votes_today)
     c2.metric("Pairs left", prog.pairs_left)
-    if can_undo and c3.button("↶ Undo last vote", key="review_undo"):
+    if can_undo and c3.button("Undo last vote", key="review_undo", icon=":material/undo:"):
         with session_scope() as session:
             undo_last_vote(session, user)
         st.toast("Last vote withdrawn")

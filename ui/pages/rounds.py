@@ -1,17 +1,15 @@
 """The Rounds page: queue an alignment round, follow it (stages, progress, loss curves, log), cancel or resume it,
 and browse the model versions rounds published, with their win-rates and lineage.
 
-The page only reads and queues; a worker (``geoalign worker``) runs the rounds. The small functions at the top turn
-database rows into plain rows and frames and are tested without Streamlit.
+The page only reads and queues; a worker (``geoalign worker``) runs the rounds. Its rows, frames, text and charts
+come from ``ui/views.py``; those and the form's ``build_config`` are tested without Streamlit.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
 from typing import Any
 
-import altair as alt
 import pandas as pd
 import streamlit as st
 import yaml
@@ -19,32 +17,32 @@ from sqlalchemy.orm import Session
 
 from align.config import RL_ALGORITHMS, SECTIONS, STAGE_ORDER, RoundConfig, load_config
 from align.jobs import request_cancel
-from align.rounds import (
-    POST_STAGES,
-    ROUNDS_ROLES,
-    has_active_round,
-    queue_resume,
-    queue_round,
-    reward_model_text,
-    rounds_view,
-    scope_name,
-    versions_view,
-    win_rate_rows,
-    win_rate_text,
-)
-from collect.auth import CurrentUser, require
-from collect.markdown_text import escape_markdown
+from align.rounds import queue_resume, queue_round, scope_name
+from collect.auth import CurrentUser
 from collect.overview import region_codes
 from db.errors import AuthError, ConfigError, GeoAlignError, PermissionDenied
 from db.session import session_scope
-from ui.session import current_user
+from ui.access import page_user
+from ui.markdown_text import escape_markdown
+from ui.views import (
+    age_text,
+    has_active_round,
+    history_frame,
+    loss_chart,
+    metrics_frame,
+    published_text,
+    rounds_view,
+    stage_line,
+    versions_view,
+)
 
 ROUNDS_SHOWN = 20  # newest rounds listed; older ones stay in the database and `geoalign jobs list`
 LOG_LINES = 40  # enough to see the last stage's messages and a traceback's end
 REFRESH_S = 5  # auto-refresh while a round is queued or running: a live loss curve, a light load on the database
 STALE_S = 30  # the worker's default GEOALIGN_STALE_AFTER_S: older heartbeats mean the job is about to be reaped
 NOTICE_KEY = "rounds_notice"
-STATUS_ICONS = {"queued": "⏳", "running": "🔄", "succeeded": "✅", "failed": "❌", "cancelled": "⛔"}
+STATUS_ICONS = {"queued": ":material/hourglass_top:", "running": ":material/progress_activity:",
+                "succeeded": ":material/check_circle:", "failed": ":material/error:", "cancelled": ":material/block:"}
 STAGE_LABELS = {"sft": "SFT", "reward": "Reward model", "dpo": "DPO", "rl": "Online RL"}
 CONFIG_EXAMPLE = "lora: {r: 8}\nsft: {num_train_epochs: 3}\ndpo: {beta: 0.2}"
 
@@ -72,94 +70,6 @@ def build_config(text: str, stages: list[str], rl_algorithm: str) -> RoundConfig
     return load_config(data)
 
 
-def _number(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def metrics_frame(metrics: dict[str, Any]) -> pd.DataFrame:
-    """Round.metrics as two text columns: one row per stage (its numbers) and one per win-rate comparison."""
-    rows = []
-    known = [s for s in STAGE_ORDER if s in metrics]
-    for key in [*known, *sorted(k for k in metrics if k not in known)]:
-        value = metrics[key]
-        if key == "eval" and isinstance(value, dict):
-            for label, rate in win_rate_rows(value):
-                counts = f" (n={rate.get('n')}: {rate.get('wins')} won, {rate.get('ties')} tied, " \
-                         f"{rate.get('losses')} lost)" if "n" in rate else ""
-                rows.append({"what": f"win-rate {label}", "value": win_rate_text(rate) + counts})
-            for name, number in value.items():
-                if not isinstance(number, dict) and number is not None:
-                    rows.append({"what": f"eval {name}", "value": _number(number)})
-        elif isinstance(value, dict):
-            rows.append({"what": key, "value": " · ".join(f"{k} {_number(v)}" for k, v in value.items())})
-        else:
-            rows.append({"what": key, "value": _number(value)})
-    return pd.DataFrame(rows, columns=["what", "value"])
-
-
-def published_text(metrics: dict[str, Any]) -> str:
-    """What a finished round published, for its card: the new pairs, or a reward-only round's accuracies."""
-    if metrics.get("reward_only"):
-        accuracy = reward_model_text(metrics.get("reward") or {})
-        return f"Published **{metrics['version']}**: a new reward model, the policy unchanged" \
-            + (f" · accuracy {accuracy}" if accuracy else "")
-    pairs = metrics.get("new_pairs") or {}
-    made = sum(pairs.values()) if isinstance(pairs, dict) else pairs
-    return f"Published **{metrics['version']}** · {made} new pairs for reviewers"
-
-
-def history_frame(history: list[dict[str, Any]]) -> pd.DataFrame:
-    """progress["history"] in long form, shape (points × metrics, 4): columns stage, step, metric, value."""
-    rows = [{"stage": point.get("stage", "?"), "step": point["step"], "metric": key, "value": float(value)}
-            for point in history if isinstance(point, dict) and "step" in point
-            for key, value in point.items()
-            if key not in ("stage", "step") and isinstance(value, int | float) and not isinstance(value, bool)]
-    return pd.DataFrame(rows, columns=["stage", "step", "metric", "value"])
-
-
-def loss_chart(frame: pd.DataFrame) -> alt.FacetChart:
-    """Loss, reward and accuracy against step, one panel per stage in pipeline order (a history_frame)."""
-    present = list(dict.fromkeys(frame["stage"]))
-    order = [s for s in STAGE_ORDER if s in present] + [s for s in present if s not in STAGE_ORDER]
-    lines = alt.Chart(frame).mark_line(point=True).encode(
-        x=alt.X("step:Q", title="step", axis=alt.Axis(tickMinStep=1)),
-        y=alt.Y("value:Q", title=None),
-        color=alt.Color("metric:N", title="metric"),
-        tooltip=["stage:N", "step:Q", "metric:N", alt.Tooltip("value:Q", format=".4g")],
-    ).properties(width=320, height=200)
-    # each stage has its own step counter and losses on its own scale
-    return lines.facet(facet=alt.Facet("stage:N", sort=order, title=None), columns=2).resolve_scale(
-        x="independent", y="independent")
-
-
-def stage_line(stages: list[str], completed: list[str], current: str | None) -> str:
-    """The round's stages with ticks: ``✅ sft → 🔄 dpo → ▫️ rl → ▫️ eval → ▫️ publish``.
-
-    A reward-only round has no evaluation (no policy changed): ``✅ reward → ▫️ publish``; nor has a round that
-    published without one because its policy stages were all skipped.
-    """
-    reward_only = stages == ["reward"] or ("publish" in completed and "eval" not in completed)
-    post = tuple(s for s in POST_STAGES if s != "eval") if reward_only else POST_STAGES
-    marks = []
-    for stage in [*stages, *post]:
-        icon = "✅" if stage in completed else "🔄" if stage == current else "▫️"
-        marks.append(f"{icon} {stage}")
-    return " → ".join(marks)
-
-
-def age_text(when: datetime | None, now: datetime | None = None) -> tuple[str, float | None]:
-    """How long ago ``when`` was, as text ("12 s ago") and seconds; SQLite's naive datetimes are UTC."""
-    if when is None:
-        return "never", None
-    when = when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when
-    seconds = max(0.0, ((now or datetime.now(timezone.utc)) - when).total_seconds())
-    if seconds < 90:
-        return f"{seconds:.0f} s ago", seconds
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min ago", seconds
-    return f"{seconds / 3600:.1f} h ago", seconds
-
-
 def log_tail(log: str, lines: int = LOG_LINES) -> str:
     """The last ``lines`` lines of a job log."""
     return "\n".join(log.rstrip("\n").splitlines()[-lines:])
@@ -171,7 +81,7 @@ def log_tail(log: str, lines: int = LOG_LINES) -> str:
 def _act(action: Callable[[Session, CurrentUser], object], success: str) -> None:
     """Button callback: run ``action(session, user)`` and leave a notice; runs before the page is drawn again."""
     try:
-        user = require(current_user(), *ROUNDS_ROLES)
+        user = page_user("rounds")
         with session_scope() as session:
             action(session, user)
     except GeoAlignError as exc:
@@ -306,7 +216,7 @@ def render_rounds() -> None:
     c1, c2 = st.columns([4, 1])
     live = c1.toggle(f"Refresh every {REFRESH_S} s while a round is queued or running", value=True,
                      key="rounds_live")
-    c2.button("↻ Refresh", key="rounds_refresh")  # a click reruns the page
+    c2.button("Refresh", key="rounds_refresh", icon=":material/refresh:")  # a click reruns the page
     st.fragment(run_every=REFRESH_S if live and active else None)(_rounds_list)(active)
 
 
@@ -337,7 +247,7 @@ def render_versions() -> None:
 def render() -> None:
     """The page: for engineers and admins; anyone else gets a refusal."""
     try:
-        user = require(current_user(), *ROUNDS_ROLES)
+        user = page_user("rounds")
     except (AuthError, PermissionDenied) as exc:
         st.error(f"The Rounds page is for ML engineers and admins: {escape_markdown(exc)}.")  # quotes the username
         return
