@@ -1,7 +1,9 @@
-"""Votes the active pair scheduler needs, against uniform random pairing, before leads can trust the newest win-rates.
+"""Votes the active pair scheduler needs, against uniform random pairing, before leads can trust the newest win-rates;
+and the reviewer-seconds each review mode (pairwise, rank-3, rank-4) needs for the same precision.
 
-    python bench/label_efficiency.py                # all scenarios, 20 runs each
+    python bench/label_efficiency.py                # all scenarios, 20 runs each, then the review modes
     python bench/label_efficiency.py --runs 5 --versions 4 --gap 0.1
+    python bench/label_efficiency.py --modes-only   # just the reviewer-seconds table
 
 Simulated reviewers judge a lineage base → v1 → … → newest whose true Bradley–Terry strengths rise by ``gap``
 (natural-log units) per round, with ties at ``--tie-rate``. Leads watch two win-rates: newest vs base and newest vs
@@ -10,6 +12,16 @@ are ±5 points or narrower. The scheduler draws comparisons with ``collect.sched
 function that serves reviewers; uniform random pairing draws any two versions with equal probability, as an
 arena without active sampling would. Prints the median votes of each policy per scenario and their ratio; exits
 with status 1 when a scenario with four or more versions misses the target ratio (≤ 0.5).
+
+Review modes: simulated reviewers judge outputs of a new and an old version under the Thurstone model of
+``rewards.ranking.simulate`` (each output's perceived quality is the version's strength plus standard normal noise,
+ties when two fall in the same bin of ``--tie-width``): pairwise sees one of each, rank-3 two new and one old, rank-4
+two of each (what ``collect.ranking`` puts in a rank set). Each ranking's implied outcomes count 2/k, as in the
+database. A run ends when the new-vs-old 95% interval is ±5 points. Seconds per judgement are an assumption, not a
+measurement (no timed human rankings exist yet): reading one output takes ``--read-seconds`` (8 s: a 30–40-word
+ad copy at about 250 words a minute) and placing it against the others ``--decide-seconds`` per adjacent
+comparison (4 s, a little above the 3 s under which rewards.quality flags a reviewer as too fast), so a judgement
+of k outputs takes ``k·read + (k−1)·decide``: 20 s pairwise, 32 s rank-3, 44 s rank-4.
 """
 
 from __future__ import annotations
@@ -25,8 +37,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import numpy as np  # noqa: E402
+
 from collect.scheduler import Target, choose_target  # noqa: E402
-from rewards.winrate import win_rate_counts  # noqa: E402
+from rewards.ranking import cross_outcomes, simulate, true_score  # noqa: E402
+from rewards.winrate import score_intervals, win_rate_counts  # noqa: E402
 
 GOAL = 0.05
 TARGET_RATIO = 0.5
@@ -90,6 +105,44 @@ def run(policy: str, versions: int, gap: float, tie_rate: float, seed: int) -> i
     return votes
 
 
+MODES = {"pairwise": [1, 0], "rank-3": [1, 1, 0], "rank-4": [1, 1, 0, 0]}  # version of each output: 1 new, 0 old
+
+
+def judgements_until_precise(versions: list[int], gap: float, tie_width: float, seed: int,
+                             batch: int = 5_000) -> int:
+    """Judgements (votes or rankings) until the new-vs-old 95% interval is within ±``GOAL``."""
+    rng = np.random.default_rng(seed)
+    ranks = simulate(rng, batch, versions, gap, tie_width)  # (batch, k)
+    weight = 1.0 if len(versions) == 2 else None  # a pairwise vote counts 1, a ranking's outcomes 2/k each
+    per = cross_outcomes(ranks, versions, weight)  # (batch, 3)
+    wins, ties, losses = np.cumsum(per, axis=0).T
+    _, low, high = score_intervals(wins, ties, losses)
+    done = np.flatnonzero((high - low) / 2 <= GOAL)
+    return int(done[0]) + 1 if done.size else batch
+
+
+def review_modes(runs: int, gaps: list[float], tie_width: float, read: float, decide: float, seed: int) -> None:
+    """Print reviewer-seconds until ±5 points per review mode (see the module docstring for the assumptions)."""
+    print(f"\nreviewer-seconds until the new-vs-old 95% CI is within ±{GOAL * 100:.0f} points "
+          f"(median of {runs} runs; tie bin {tie_width}; a judgement of k outputs takes "
+          f"{read:g}·k + {decide:g}·(k−1) s)")
+    print("gap: the new version's advantage in perceived quality, in standard deviations of one output's noise; "
+          "score: its true win-rate (ties half); pairs: the implied pairwise outcomes stored (reward-model data)")
+    print(f"{'gap':>5} {'score':>5} {'mode':>9} {'s/judgement':>11} {'judgements':>10} {'reviewer-s':>10} "
+          f"{'hours':>6} {'vs pairwise':>11} {'pairs':>6}")
+    for gap in gaps:
+        base = None
+        score = true_score(gap, tie_width, draws=200_000)
+        for mode, versions in MODES.items():
+            k = len(versions)
+            seconds = read * k + decide * (k - 1)
+            n = statistics.median(judgements_until_precise(versions, gap, tie_width, seed + r) for r in range(runs))
+            total = n * seconds
+            base = base or total
+            print(f"{gap:>5.2f} {score:>5.2f} {mode:>9} {seconds:>11.0f} {n:>10.0f} {total:>10.0f} "
+                  f"{total / 3600:>6.1f} {total / base:>11.2f} {n * k * (k - 1) // 2:>6.0f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=20, help="simulations per scenario and policy (default 20)")
@@ -99,9 +152,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="true strength step per round in log-odds; 0.1 close, 1.0 far (default 0.1 0.4 1.0)")
     parser.add_argument("--tie-rate", type=float, default=0.15, help="share of votes that are ties (default 0.15)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--modes-only", action="store_true", help="only the reviewer-seconds per review mode")
+    parser.add_argument("--tie-width", type=float, default=0.5,
+                        help="review modes: perceived qualities within one bin of this width tie (default 0.5)")
+    parser.add_argument("--read-seconds", type=float, default=8.0, help="review modes: seconds to read one output")
+    parser.add_argument("--decide-seconds", type=float, default=4.0,
+                        help="review modes: seconds per adjacent comparison when ordering")
     args = parser.parse_args(argv)
 
     started = time.monotonic()
+    if args.modes_only:
+        review_modes(args.runs, args.gap, args.tie_width, args.read_seconds, args.decide_seconds, args.seed)
+        print(f"{time.monotonic() - started:.1f} s")
+        return 0
     print(f"votes until newest-vs-base and newest-vs-parent 95% CIs are within ±{GOAL * 100:.0f} points "
           f"(median of {args.runs} runs, ties {args.tie_rate:.0%})")
     print(f"{'versions':>8} {'gap':>5} {'P(new>parent)':>13} {'scheduler':>10} {'uniform':>10} {'ratio':>6}")
@@ -118,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{versions:>8} {gap:>5.2f} {p_parent:>13.3f} {medians['scheduler']:>10.0f} "
               f"{medians['uniform']:>10.0f} {ratio:>6.2f}{'' if ok else '  (above 0.5)'}")
     print(f"target: scheduler <= {TARGET_RATIO} x uniform; {time.monotonic() - started:.1f} s")
+    review_modes(args.runs, args.gap, args.tie_width, args.read_seconds, args.decide_seconds, args.seed)
     return 1 if failed else 0
 
 

@@ -13,7 +13,11 @@ Preference rules (also in the README):
 * a pair whose A and B votes are level (ties included) is dropped and counted in ``ties_dropped``; a pair with
   only "both bad" votes is dropped and counted in ``both_bad``;
 * a reviewer's rewrite beats both outputs: ``rewrite > chosen`` and ``rewrite > rejected`` (for "both bad" and
-  "tie": ``rewrite > A`` and ``rewrite > B``), each with margin 1.0.
+  "tie": ``rewrite > A`` and ``rewrite > B``), each with margin 1.0;
+* a ranking of k outputs gives one row per strictly ordered pair of its outputs (``kind="ranking"``; ties give
+  none), with ``weight`` 2/k (one ranking is k-1 comparisons' worth, see ``rewards.ranking``), ``ranking_id``, and
+  ``margin`` = rank gap / (k-1) (the best over the worst is a clearer preference than two neighbours). Every other
+  row has ``weight`` 1.0 and ``ranking_id`` None.
 """
 
 from __future__ import annotations
@@ -29,7 +33,20 @@ from sqlalchemy.orm import Session, aliased
 from collect.prompting import PROMPT_FORMATS, BriefContext, dataset_completion, dataset_prompt
 from collect.splits import content_hash
 from db.errors import GeoAlignError, ValidationError
-from db.models import Choice, Example, Generation, ModelVersion, Pair, Prompt, Region, Split, Strength, Vote
+from db.models import (
+    Choice,
+    Example,
+    Generation,
+    ModelVersion,
+    Pair,
+    Prompt,
+    RankCandidate,
+    Ranking,
+    Region,
+    Split,
+    Strength,
+    Vote,
+)
 
 STRENGTH_WEIGHT = {Strength.clear: 1.0, Strength.slight: 0.5, None: 1.0}
 
@@ -65,6 +82,8 @@ class PreferenceStats:
     both_bad: int = 0
     rewrite_rows: int = 0
     votes: int = 0
+    rankings: int = 0  # rankings read (their implied votes are not in ``votes``)
+    ranking_rows: int = 0  # rows from their strictly ordered pairs
     choices: Counter = field(default_factory=Counter)
 
 
@@ -125,7 +144,8 @@ def sft_rows(session: Session, f: DatasetFilter | None = None, prompt_format: st
 
 def preference_rows(session: Session, f: DatasetFilter | None = None,
                     prompt_format: str = "conversational") -> tuple[list[dict], PreferenceStats]:
-    """Votes aggregated into ``prompt``/``chosen``/``rejected``/``margin`` rows with metadata (see module doc).
+    """Votes aggregated into ``prompt``/``chosen``/``rejected``/``margin`` rows with metadata, and rankings as a row
+    per strictly ordered pair with their ``weight`` and ``ranking_id`` (see module doc).
 
     In the conversational format ``chosen`` and ``rejected`` are one assistant message each (TRL's
     conversational preference format); in the text format they are strings.
@@ -147,11 +167,12 @@ def preference_rows(session: Session, f: DatasetFilter | None = None,
     if f.rounds is not None:
         stmt = stmt.where(Pair.round_id.in_(f.rounds))
     by_pair: dict[int, list] = defaultdict(list)
+    ranked: list = []
     for row in session.execute(_where_prompt(stmt, f, Vote.created_at)):
-        by_pair[row[1].id].append(row)
+        (ranked if row[0].ranking_id is not None else by_pair[row[1].id]).append(row)
 
     stats = PreferenceStats(pairs_with_votes=len(by_pair))
-    out: list[dict] = []
+    out: list[dict] = _ranking_rows(session, ranked, prompt_format, stats)
     for pair_rows in by_pair.values():
         _, pair, prompt, region, text_a, text_b, name_a, name_b = pair_rows[0]
         votes = [r[0] for r in pair_rows]
@@ -159,7 +180,8 @@ def preference_rows(session: Session, f: DatasetFilter | None = None,
         counts = Counter(v.choice for v in votes)
         stats.choices.update(c.value for c in counts.elements())
         meta = {"prompt": _prompt_value(prompt_format, region, prompt), "region": region.code,
-                "round": pair.round_id, "split": prompt.split.value, "pair_id": pair.id, "num_votes": len(votes)}
+                "round": pair.round_id, "split": prompt.split.value, "pair_id": pair.id, "num_votes": len(votes),
+                "weight": 1.0, "ranking_id": None}
         side = {Choice.a: (text_a, name_a), Choice.b: (text_b, name_b)}
         if pair.is_gold and pair.gold_choice in side:  # the known answer outranks reviewers who got it wrong
             win = pair.gold_choice
@@ -195,6 +217,38 @@ def preference_rows(session: Session, f: DatasetFilter | None = None,
                                    "chosen_model": "rewrite", "rejected_model": name, "kind": "rewrite"})
                 stats.rewrite_rows += 1
     return out, stats
+
+
+def _ranking_rows(session: Session, rows: list, prompt_format: str, stats: PreferenceStats) -> list[dict]:
+    """The strictly ordered pairs of rankings as preference rows (see the module docstring)."""
+    if not rows:
+        return []
+    ranking_ids = sorted({r[0].ranking_id for r in rows})
+    ranks = dict(session.execute(select(Ranking.id, Ranking.ranks).where(Ranking.id.in_(ranking_ids))).all())
+    position = {(rs, g): p for rs, g, p in session.execute(
+        select(RankCandidate.rank_set_id, RankCandidate.generation_id, RankCandidate.position)
+        .join(Pair, Pair.rank_set_id == RankCandidate.rank_set_id)
+        .where(Pair.id.in_({r[1].id for r in rows}))).all()}
+    stats.rankings = len(ranking_ids)
+    out = []
+    for vote, pair, prompt, region, text_a, text_b, name_a, name_b in rows:
+        stats.choices[vote.choice.value] += 1
+        if vote.choice not in (Choice.a, Choice.b):
+            continue  # a tie orders nothing
+        order = ranks[vote.ranking_id]
+        gap = abs(order[position[(pair.rank_set_id, pair.generation_a_id)]]
+                  - order[position[(pair.rank_set_id, pair.generation_b_id)]])
+        sides = [(text_a, name_a), (text_b, name_b)]
+        (win, win_name), (lose, lose_name) = sides if vote.choice == Choice.a else sides[::-1]
+        out.append({"prompt": _prompt_value(prompt_format, region, prompt), "region": region.code,
+                    "round": pair.round_id, "split": prompt.split.value, "pair_id": pair.id, "num_votes": 1,
+                    "chosen": dataset_completion(win, prompt_format),
+                    "rejected": dataset_completion(lose, prompt_format),
+                    "margin": round(gap / (len(order) - 1), 4), "agreement": 1.0, "chosen_model": win_name,
+                    "rejected_model": lose_name, "kind": "ranking", "weight": vote.weight,
+                    "ranking_id": vote.ranking_id})
+        stats.ranking_rows += 1
+    return out
 
 
 def regions_of(rows: Iterable[dict]) -> Counter:

@@ -37,8 +37,9 @@ def make_pairs(session: Session, prompt_ids: list[int], version_a: ModelVersion,
     for g in gens:
         by_key.setdefault((g.prompt_id, g.model_version_id), []).append(g)
     gen_ids = [g.id for g in gens]
-    existing = {frozenset(ab) for ab in session.execute(
-        select(Pair.generation_a_id, Pair.generation_b_id).where(Pair.generation_a_id.in_(gen_ids))
+    existing = {frozenset(ab) for ab in session.execute(  # a rank set's implied pairs are not reviewed pairwise
+        select(Pair.generation_a_id, Pair.generation_b_id).where(Pair.generation_a_id.in_(gen_ids),
+                                                                 Pair.rank_set_id.is_(None))
     ).all()}
     versions = {version_a.id, version_b.id}
     done_per_prompt = pairs_per_prompt(session, prompt_ids, versions)
@@ -69,10 +70,12 @@ def make_pairs(session: Session, prompt_ids: list[int], version_a: ModelVersion,
 
 
 def pairs_per_prompt(session: Session, prompt_ids: list[int], versions: set[int]) -> dict[int, int]:
-    """Pairs already stored per prompt between exactly these versions (one version: self-pairs)."""
+    """Pairs for pairwise review already stored per prompt between exactly these versions (one version:
+    self-pairs)."""
     counts: dict[int, int] = {}
     rows = session.execute(
-        select(Pair.prompt_id, Pair.model_a_id, Pair.model_b_id).where(Pair.prompt_id.in_(prompt_ids))
+        select(Pair.prompt_id, Pair.model_a_id, Pair.model_b_id).where(Pair.prompt_id.in_(prompt_ids),
+                                                                       Pair.rank_set_id.is_(None))
     ).all()
     for pid, ma, mb in rows:
         if {ma, mb} == versions:

@@ -53,14 +53,14 @@ class Target:
     new_id: int
     old_id: int
     kind: str  # "base" or "parent"
-    wins: int = 0
-    ties: int = 0
-    losses: int = 0
+    wins: float = 0.0  # summed vote weights: a ranking's implied outcomes count 2/k each
+    ties: float = 0.0
+    losses: float = 0.0
     pending: int = 0  # assignments made since the counts were read, whose votes are yet to come
     exhausted_until: float = 0.0  # no open pair and none could be made: skip until then
 
     @property
-    def n(self) -> int:
+    def n(self) -> float:
         return self.wins + self.ties + self.losses
 
     def half_width(self) -> float:
@@ -174,6 +174,13 @@ def _targets(session: Session, region_id: int, policy: ReviewPolicy) -> list[Tar
     if lock.acquire(blocking=False):
         threading.Thread(target=_refresh, args=(engine, key, lock), daemon=True).start()
     return view.targets if view is not None else []
+
+
+def watched_targets(session: Session, region_ids: tuple[int, ...], policy: ReviewPolicy) -> list[Target]:
+    """The comparisons leads watch in the reviewer's regions, from the cache, minus those found exhausted lately
+    (what both pairwise and rank mode draw from)."""
+    now = time.monotonic()
+    return [t for r in region_ids for t in _targets(session, r, policy) if t.exhausted_until <= now]
 
 
 def _not_seen_by(user_id: int):
@@ -293,7 +300,7 @@ def next_assignment(session: Session, user_id: int, region_ids: tuple[int, ...],
             return assignment
 
     now = time.monotonic()
-    targets = [t for r in region_ids for t in _targets(session, r, policy) if t.exhausted_until <= now]
+    targets = watched_targets(session, region_ids, policy)
     while targets:
         target = choose_target(targets, rng, policy.target_half_width)
         if target is None:

@@ -14,15 +14,15 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from collect.accounts import create_user, new_password
 from collect.auth import CurrentUser, act_as_system
 from collect.prompting import TASK_LABELS
-from collect.review import next_item, submit_vote
+from collect.review import RankItem, ReviewItem, next_item, submit_ranking, submit_vote
 from db.lookups import get_region, get_regions
-from db.models import Region, User, Vote
+from db.models import Ranking, Region, User, Vote
 from rewards.rules import RegionRules, regional_reward
 
 TASK_KEYS = {label: key for key, label in TASK_LABELS.items()}  # the review item shows the label
@@ -50,9 +50,30 @@ def rule_taste(session: Session) -> Taste:
     return Taste(score, tie_margin=0.02, clear_margin=0.2)
 
 
+def taste_ranks(scores: list[float], tie_margin: float) -> list[int]:
+    """Ranks (1 = best) of ``scores`` as a reviewer with ``tie_margin`` gives them: going down from the best, a score
+    within ``tie_margin`` of the previous one shares its rank, a lower one starts the next rank."""
+    order = sorted(range(len(scores)), key=lambda i: -scores[i])
+    ranks, rank = [0] * len(scores), 0
+    for n, i in enumerate(order):
+        if n == 0 or scores[order[n - 1]] - scores[i] >= tie_margin:
+            rank += 1
+        ranks[i] = rank
+    return ranks
+
+
+def _judge_pair(taste: Taste, item: ReviewItem, task: str) -> tuple[str, str | None]:
+    left, right = taste.score([item.left, item.right], [item.region_code] * 2, [task] * 2)
+    if abs(left - right) < taste.tie_margin:
+        bad = taste.floor is not None and max(left, right) <= taste.floor
+        return ("both_bad", None) if bad else ("tie", None)
+    return "left" if left > right else "right", "clear" if abs(left - right) > taste.clear_margin else "slight"
+
+
 def simulate_reviews(session: Session, user: CurrentUser, limit: int = 1000, seed: int = 0,
                      taste: Taste | None = None) -> int:
-    """Vote on up to ``limit`` of the user's queued pairs (by ``taste``, default the rules); returns the votes cast."""
+    """Judge up to ``limit`` of the user's queued items (by ``taste``, default the rules): a vote on a pair, or, in
+    rank mode (``GEOALIGN_RANK_K``), a ranking of a rank set; returns how many were judged."""
     rng = random.Random(seed)
     taste = taste or rule_taste(session)
     cast = 0
@@ -61,16 +82,20 @@ def simulate_reviews(session: Session, user: CurrentUser, limit: int = 1000, see
         if item is None:
             break
         task = TASK_KEYS.get(item.task, "ad_copy")
-        left, right = taste.score([item.left, item.right], [item.region_code] * 2, [task] * 2)
-        if abs(left - right) < taste.tie_margin:
-            bad = taste.floor is not None and max(left, right) <= taste.floor
-            choice, strength = ("both_bad", None) if bad else ("tie", None)
+        seconds = round(rng.uniform(8, 40), 1)
+        if isinstance(item, RankItem):
+            labels = [label for label, _ in item.candidates]
+            scores = taste.score([text for _, text in item.candidates], [item.region_code] * item.k, [task] * item.k)
+            result = submit_ranking(session, user, item.assignment_id,
+                                    dict(zip(labels, taste_ranks(scores, taste.tie_margin), strict=True)),
+                                    seconds=seconds * item.k / 2)
+            ranking = session.get(Ranking, result.vote_id)
+            ranking.source = "simulated"
+            session.execute(update(Vote).where(Vote.ranking_id == ranking.id).values(source="simulated"))
         else:
-            choice = "left" if left > right else "right"
-            strength = "clear" if abs(left - right) > taste.clear_margin else "slight"
-        result = submit_vote(session, user, item.assignment_id, choice, strength,
-                             seconds=round(rng.uniform(8, 40), 1))
-        session.get(Vote, result.vote_id).source = "simulated"
+            choice, strength = _judge_pair(taste, item, task)
+            result = submit_vote(session, user, item.assignment_id, choice, strength, seconds=seconds)
+            session.get(Vote, result.vote_id).source = "simulated"
         cast += 1
     session.flush()
     return cast

@@ -289,6 +289,8 @@ OPEN_ASSIGNMENT = {"postgresql": "NOT voted AND NOT skipped", "sqlite": "voted =
 REGION_ROUND = {"postgresql": "region_id IS NOT NULL", "sqlite": "region_id IS NOT NULL"}
 ALL_REGIONS_ROUND = {"postgresql": "region_id IS NULL", "sqlite": "region_id IS NULL"}
 SHARED_PAIR = {"postgresql": "assigned >= 2", "sqlite": "assigned >= 2"}  # judged by several: agreement
+PAIRWISE_PAIR = {"postgresql": "rank_set_id IS NULL", "sqlite": "rank_set_id IS NULL"}
+OPEN_RANK_SET = {"postgresql": "assigned < reviews_wanted", "sqlite": "assigned < reviews_wanted"}
 
 
 def partial(where: dict[str, str]) -> dict[str, Any]:
@@ -316,6 +318,9 @@ class Pair(Base):
     # live (not skipped) assignments it has: the scheduler claims a pair with a conditional update on these two
     reviews_wanted: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     assigned: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # set on the pairs a rank set implies (reviews_wanted 0, so never offered for pairwise review): the votes a
+    # ranking expands to are stored on them, and every vote consumer reads them like any other pair's
+    rank_set_id: Mapped[int | None] = mapped_column(ForeignKey("rank_sets.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     prompt: Mapped[Prompt] = relationship(lazy="joined")
@@ -323,7 +328,9 @@ class Pair(Base):
     generation_b: Mapped[Generation] = relationship(foreign_keys=[generation_b_id], lazy="joined")
 
     __table_args__ = (
-        UniqueConstraint("generation_a_id", "generation_b_id"),
+        # a pair of generations is reviewed pairwise once; a rank set holding the same two has its own pair
+        Index("uq_pairs_generations", "generation_a_id", "generation_b_id", unique=True, **partial(PAIRWISE_PAIR)),
+        UniqueConstraint("rank_set_id", "generation_a_id", "generation_b_id"),
         CheckConstraint("generation_a_id <> generation_b_id", name="distinct_generations"),
         Index("ix_pairs_region_created", "region_id", "created_at"),
         # the scheduler's hot path: open pairs of one comparison in one region (a small slice of all pairs)
@@ -336,14 +343,18 @@ class Pair(Base):
 
 
 class Assignment(Base):
-    """A pair put in front of one reviewer, with the side shown left drawn at random for them."""
+    """A pair put in front of one reviewer, with the side shown left drawn at random for them; or a rank set, with
+    the order its candidates are shown in drawn at random for them (exactly one of the two is set)."""
 
     __tablename__ = "assignments"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    pair_id: Mapped[int] = mapped_column(ForeignKey("pairs.id", ondelete="CASCADE"))
+    pair_id: Mapped[int | None] = mapped_column(ForeignKey("pairs.id", ondelete="CASCADE"))
+    rank_set_id: Mapped[int | None] = mapped_column(ForeignKey("rank_sets.id", ondelete="CASCADE"))
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    shown_left: Mapped[Side] = mapped_column(_enum(Side, "side"))
+    shown_left: Mapped[Side | None] = mapped_column(_enum(Side, "side"))
+    # a rank set's candidate positions in the order this reviewer sees them, e.g. [2, 0, 3, 1]
+    display_order: Mapped[list[int] | None] = mapped_column(JSON)
     skipped: Mapped[bool] = mapped_column(Boolean, default=False)
     # set with the vote (and cleared by its undo) so a reviewer's open assignment is found without scanning
     # their whole history; the vote itself stays the truth
@@ -352,6 +363,10 @@ class Assignment(Base):
 
     __table_args__ = (
         UniqueConstraint("pair_id", "user_id"),
+        UniqueConstraint("rank_set_id", "user_id"),
+        CheckConstraint("(pair_id IS NOT NULL AND rank_set_id IS NULL AND shown_left IS NOT NULL)"
+                        " OR (pair_id IS NULL AND rank_set_id IS NOT NULL AND display_order IS NOT NULL)",
+                        name="pair_or_rank_set"),
         Index("ix_assignments_user_created", "user_id", "created_at"),
         Index("ix_assignments_open", "user_id", "created_at", "id", **partial(OPEN_ASSIGNMENT)),
     )
@@ -374,14 +389,86 @@ class Vote(Base):
     shown_left: Mapped[Side] = mapped_column(_enum(Side, "shown_left"))
     seconds_taken: Mapped[float | None] = mapped_column(Float)
     source: Mapped[str] = mapped_column(String(16), default="review", server_default="review")  # or "import"
+    # evidence the vote carries: 1 for a pairwise vote; 2/k for each pairwise outcome a ranking of k implies
+    # (rewards.ranking), so one ranking counts k-1 comparisons' worth
+    weight: Mapped[float] = mapped_column(Float, default=1.0, server_default="1.0")
+    ranking_id: Mapped[int | None] = mapped_column(ForeignKey("rankings.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     tags: Mapped[list[Tag]] = relationship(secondary=vote_tags, lazy="selectin")
 
     __table_args__ = (
         UniqueConstraint("pair_id", "user_id"),
+        CheckConstraint("weight > 0", name="weight"),
         Index("ix_votes_region_created", "region_id", "created_at"),
         Index("ix_votes_user_created", "user_id", "created_at"),
+    )
+
+
+class RankSet(Base):
+    """k outputs of one brief (k = 3 or 4) to be ordered best to worst, blind; the ranking-mode twin of a pair.
+
+    Its k(k-1)/2 implied pairs are stored with it (``Pair.rank_set_id``), so a ranking becomes ordinary votes."""
+
+    __tablename__ = "rank_sets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    prompt_id: Mapped[int] = mapped_column(ForeignKey("prompts.id", ondelete="CASCADE"))
+    region_id: Mapped[int] = mapped_column(ForeignKey("regions.id", ondelete="RESTRICT"))
+    k: Mapped[int] = mapped_column(Integer)
+    round_id: Mapped[int | None] = mapped_column(ForeignKey("rounds.id", ondelete="SET NULL"))
+    reviews_wanted: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    assigned: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    prompt: Mapped[Prompt] = relationship(lazy="joined")
+    candidates: Mapped[list[RankCandidate]] = relationship(order_by="RankCandidate.position", lazy="selectin",
+                                                           cascade="all, delete-orphan")
+
+    __table_args__ = (
+        CheckConstraint("k BETWEEN 3 AND 4", name="k"),
+        Index("ix_rank_sets_open", "region_id", "id", **partial(OPEN_RANK_SET)),
+        Index("ix_rank_sets_prompt", "prompt_id"),
+    )
+
+
+class RankCandidate(Base):
+    """One output of a rank set at its stored position 0..k-1 (reviewers see their own shuffled order)."""
+
+    __tablename__ = "rank_candidates"
+
+    rank_set_id: Mapped[int] = mapped_column(ForeignKey("rank_sets.id", ondelete="CASCADE"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    generation_id: Mapped[int] = mapped_column(ForeignKey("generations.id", ondelete="CASCADE"))
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="RESTRICT"))
+
+    generation: Mapped[Generation] = relationship(lazy="joined")
+
+    __table_args__ = (UniqueConstraint("rank_set_id", "generation_id"),
+                      CheckConstraint("position BETWEEN 0 AND 3", name="position"))
+
+
+class Ranking(Base):
+    """One reviewer's order of a rank set, best first, ties allowed: ``ranks[p]`` is the rank (1 = best) of the
+    candidate at stored position p. Expanded into weighted votes on the set's pairs (``Vote.ranking_id``); at most
+    one per (rank set, reviewer), enforced by the database."""
+
+    __tablename__ = "rankings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rank_set_id: Mapped[int] = mapped_column(ForeignKey("rank_sets.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    region_id: Mapped[int] = mapped_column(ForeignKey("regions.id", ondelete="RESTRICT"))
+    assignment_id: Mapped[int | None] = mapped_column(ForeignKey("assignments.id", ondelete="SET NULL"))
+    ranks: Mapped[list[int]] = mapped_column(JSON)
+    display_order: Mapped[list[int]] = mapped_column(JSON)  # as shown to this reviewer (position bias audits)
+    seconds_taken: Mapped[float | None] = mapped_column(Float)
+    source: Mapped[str] = mapped_column(String(16), default="review", server_default="review")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("rank_set_id", "user_id"),
+        Index("ix_rankings_user_created", "user_id", "created_at"),
     )
 
 
@@ -464,8 +551,8 @@ class RollupState(Base):
 
 
 class RollupComparison(Base):
-    """Votes per day, region, pair of versions (model_a < model_b as stored in the pair) and choice; no gold pairs,
-    no self-pairs."""
+    """Weighted votes per day, region, pair of versions (model_a < model_b as stored in the pair) and choice; no
+    gold pairs, no self-pairs."""
 
     __tablename__ = "rollup_comparisons"
 
@@ -474,7 +561,7 @@ class RollupComparison(Base):
     model_a_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     model_b_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     choice: Mapped[str] = mapped_column(String(20), primary_key=True)
-    votes: Mapped[int] = mapped_column(Integer, default=0)
+    votes: Mapped[float] = mapped_column(Float, default=0.0)  # summed vote weights: rankings count 2/k per pair
 
 
 class RollupReviewer(Base):

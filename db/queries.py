@@ -62,12 +62,13 @@ def versions_frame(session: Session) -> pd.DataFrame:
 
 
 def vote_records(session: Session) -> pd.DataFrame:
-    """One row per vote with what reviewer quality needs: who, which side was left, how long, gold answer."""
+    """One row per pairwise vote with what reviewer quality needs: who, which side was left, how long, gold answer
+    (the votes a ranking implies have no side shown left: reviewer quality leaves them out, as ``db.rollups``)."""
     rows = session.execute(
         select(Vote.id, Vote.pair_id, Region.code, User.username, Vote.choice, Vote.shown_left, Vote.seconds_taken,
                Pair.is_gold, Pair.gold_choice, Vote.created_at, Vote.source, Pair.model_a_id, Pair.model_b_id)
         .join(Pair, Vote.pair_id == Pair.id).join(Region, Vote.region_id == Region.id)
-        .join(User, Vote.user_id == User.id).order_by(Vote.id)
+        .join(User, Vote.user_id == User.id).where(Vote.ranking_id.is_(None)).order_by(Vote.id)
     ).all()
     frame = pd.DataFrame(rows, columns=["vote_id", "pair_id", "region", "user", "choice", "shown_left",
                                         "seconds_taken", "is_gold", "gold_choice", "created_at", "source",
@@ -115,12 +116,14 @@ def _totals(session: Session, table, tail, columns: list[str]) -> pd.DataFrame:
 
 
 def comparison_counts(session: Session) -> pd.DataFrame:
-    """Human votes between two different versions on non-gold pairs, per (region, week, model_a < model_b)."""
+    """Human votes between two different versions on non-gold pairs, per (region, week, model_a < model_b), as
+    summed weights (floats): a pairwise vote counts 1, each outcome a ranking of k implies 2/k."""
     columns = ["region", "week", "model_a", "model_b", "a_wins", "b_wins", "ties", "both_bad"]
     raw = _totals(session, RollupComparison, rollups.comparisons,
                   ["day", "region_id", "model_a_id", "model_b_id", "choice", "votes"])
     if raw.empty:
-        return pd.DataFrame({c: pd.Series(dtype="int64") for c in columns}).astype(
+        return pd.DataFrame({c: pd.Series(dtype="int64" if c.startswith("model") else "float64")
+                             for c in columns}).astype(
             {"region": "object", "week": "datetime64[ns]"})
     raw["region"] = raw["region_id"].map(_names(session, Region, Region.code))
     swap = raw["model_a_id"] > raw["model_b_id"]  # canonical orientation: the smaller id is model_a
@@ -133,7 +136,7 @@ def comparison_counts(session: Session) -> pd.DataFrame:
     out = out.reindex(columns=list(CHOICES), fill_value=0).rename(
         columns={"a": "a_wins", "b": "b_wins", "tie": "ties"}).reset_index()
     out.columns.name = None
-    return out[columns].astype({c: "int64" for c in columns[2:]})
+    return out[columns].astype({"model_a": "int64", "model_b": "int64"} | {c: "float64" for c in columns[4:]})
 
 
 REVIEWER_COLUMNS = ["day", "region_id", "user_id", "source", "votes", "decisive_votes", "left_picks", "gold_votes",

@@ -6,6 +6,11 @@ vote with one ``INSERT … SELECT … GROUP BY … ON CONFLICT DO UPDATE`` per t
 after the watermark, give the live tail that ``db.queries`` adds to the totals. Claiming a range is a conditional
 update of the watermark, so two dashboards refreshing at once never sum a vote twice.
 
+Votes a ranking implies (``Vote.ranking_id``) enter the comparison totals at their weight (2/k each, see
+``rewards.ranking``), so ``votes`` there is a sum of weights. The reviewer, seconds and tag totals describe how a
+person votes pairwise (which side they pick, how long one vote takes, why they preferred a side) and leave those
+votes out: a ranking has no left side, one time for all its implied pairs, and no reasons.
+
 Changes that rewrite history (a pair marked or unmarked gold after it was voted on) call ``request_rebuild``: the
 next refresh recomputes every total from the votes.
 """
@@ -46,14 +51,21 @@ def _range(lo: int, hi: int | None):
     return and_(Vote.id > lo, Vote.id <= hi) if hi is not None else Vote.id > lo
 
 
+def _pairwise():
+    """Votes cast on a pair shown as a pair (not implied by a ranking)."""
+    return Vote.ranking_id.is_(None)
+
+
 def _count_if(condition):
     return func.sum(case((condition, 1), else_=0))
 
 
 def comparisons(session: Session, lo: int, hi: int | None) -> Select:
-    """Votes between two different versions on non-gold pairs, per (day, region, model_a, model_b, choice)."""
+    """Summed vote weights between two different versions on non-gold pairs, per (day, region, model_a, model_b,
+    choice): a pairwise vote counts 1, each outcome a ranking of k implies 2/k."""
     day = day_of(session, Vote.created_at).label("day")
-    return (select(day, Vote.region_id, Pair.model_a_id, Pair.model_b_id, Vote.choice, func.count().label("votes"))
+    return (select(day, Vote.region_id, Pair.model_a_id, Pair.model_b_id, Vote.choice,
+                   func.sum(Vote.weight).label("votes"))
             .join(Pair, Vote.pair_id == Pair.id)
             .where(_range(lo, hi), ~Pair.is_gold, Pair.model_a_id != Pair.model_b_id)
             .group_by(day, Vote.region_id, Pair.model_a_id, Pair.model_b_id, Vote.choice))
@@ -69,7 +81,7 @@ def reviewers(session: Session, lo: int, hi: int | None) -> Select:
                    _count_if(and_(decisive, Vote.choice == Vote.shown_left)).label("left_picks"),
                    _count_if(gold).label("gold_votes"),
                    _count_if(and_(gold, Vote.choice == Pair.gold_choice)).label("gold_correct"))
-            .join(Pair, Vote.pair_id == Pair.id).where(_range(lo, hi))
+            .join(Pair, Vote.pair_id == Pair.id).where(_range(lo, hi), _pairwise())
             .group_by(day, Vote.region_id, Vote.user_id, Vote.source))
 
 
@@ -81,7 +93,7 @@ def seconds(session: Session, lo: int, hi: int | None) -> Select:
     tenths = cast(case((taken < 10, func.round(taken * 10)), else_=func.round(taken) * 10),
                   RollupSeconds.tenths.type).label("tenths")
     return (select(Vote.user_id, tenths, func.count().label("votes"))
-            .where(_range(lo, hi), Vote.seconds_taken.is_not(None), Vote.source != "import")
+            .where(_range(lo, hi), Vote.seconds_taken.is_not(None), Vote.source != "import", _pairwise())
             .group_by(Vote.user_id, tenths))
 
 
@@ -90,7 +102,7 @@ def tags(session: Session, lo: int, hi: int | None) -> Select:
     vote's tags go to both versions."""
     sides = [select(Vote.region_id, model.label("model_id"), vote_tags.c.tag_id)
              .join(Pair, Vote.pair_id == Pair.id).join(vote_tags, vote_tags.c.vote_id == Vote.id)
-             .where(_range(lo, hi), Vote.choice != loser, ~Pair.is_gold)
+             .where(_range(lo, hi), Vote.choice != loser, ~Pair.is_gold, _pairwise())
              for model, loser in ((Pair.model_a_id, Choice.b), (Pair.model_b_id, Choice.a))]
     both = union_all(*sides).subquery()
     return (select(both.c.region_id, both.c.model_id, both.c.tag_id, func.count().label("votes"))
@@ -167,8 +179,9 @@ def refresh(session: Session, now: datetime | None = None) -> int:
 
 
 def comparison_totals(session: Session, region_id: int, versions: list[tuple[int, int]]) -> list[tuple]:
-    """(model_a, model_b, choice, votes) for the given comparisons (either orientation) in one region: the running
-    totals plus the votes after the watermark. What the scheduler needs, in milliseconds at millions of votes."""
+    """(model_a, model_b, choice, weighted votes) for the given comparisons (either orientation) in one region: the
+    running totals plus the votes after the watermark.
+    What the scheduler needs, in milliseconds at millions of votes."""
     if not versions:
         return []
     wanted = {frozenset(c) for c in versions}
@@ -180,6 +193,6 @@ def comparison_totals(session: Session, region_id: int, versions: list[tuple[int
         .group_by(t.model_a_id, t.model_b_id, t.choice)).all()
     tail = comparisons(session, watermark(session), None).where(Vote.region_id == region_id)
     fresh = session.execute(tail).all()
-    rows = [(a, b, c, int(n)) for a, b, c, n in rolled]
-    rows += [(a, b, getattr(c, "value", c), int(n)) for _, _, a, b, c, n in fresh]
+    rows = [(a, b, c, float(n)) for a, b, c, n in rolled]
+    rows += [(a, b, getattr(c, "value", c), float(n)) for _, _, a, b, c, n in fresh]
     return [r for r in rows if frozenset(r[:2]) in wanted]

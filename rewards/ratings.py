@@ -3,7 +3,9 @@
 Pure DataFrame/numpy/scipy functions over the frames of ``db.queries``:
 
 - ``counts``: one row per (region, week, model_a, model_b) with ``a_wins, b_wins, ties, both_bad``
-  (``comparison_counts``; orientation is normalised here too, so model_a > model_b rows are fine);
+  (``comparison_counts``; orientation is normalised here too, so model_a > model_b rows are fine). Counts may be
+  weighted floats: the outcomes a ranking of k implies weigh 2/k each (``rewards.ranking``), so one ranking adds
+  k-1 comparisons' worth to win-rates and to the Bradley–Terry likelihood;
 - ``versions``: ``id, name, parent_id, base_id, round_number, ...`` (``versions_frame``).
 
 Ties count half a win for each side. ``both_bad`` ("neither is usable") says nothing about which output is better,
@@ -119,10 +121,10 @@ def version_win_rates(counts: pd.DataFrame, versions: pd.DataFrame, by: str | No
     matchups["model_b"] = np.maximum(matchups["version_id"], matchups["opponent_id"])
     rows = matchups.merge(cells, on=["model_a", "model_b"], how="inner")
     first = rows["version_id"] == rows["model_a"]
-    rows["wins"] = rows["a_wins"].where(first, rows["b_wins"]).astype("int64")
-    rows["losses"] = rows["b_wins"].where(first, rows["a_wins"]).astype("int64")
-    rows["ties"] = rows["ties"].astype("int64")
-    rows["both_bad"] = rows["both_bad"].astype("int64")
+    rows["wins"] = rows["a_wins"].where(first, rows["b_wins"]).astype("float64")
+    rows["losses"] = rows["b_wins"].where(first, rows["a_wins"]).astype("float64")
+    rows["ties"] = rows["ties"].astype("float64")
+    rows["both_bad"] = rows["both_bad"].astype("float64")
     rows["n"] = rows["wins"] + rows["ties"] + rows["losses"]
     rows = rows[rows["n"] > 0].copy()
     rows["both_bad_share"] = rows["both_bad"] / (rows["n"] + rows["both_bad"])
@@ -177,8 +179,11 @@ def _region_ratings(region: str, cells: pd.DataFrame, base_of: dict[int, int], n
     if n_boot:
         # a region's resamples depend only on the seed and its own name, not on which other regions exist
         rng = np.random.default_rng([seed, zlib.crc32(region.encode())])
-        boot = rng.multinomial(games.astype(np.int64), observed / games[:, None], size=(n_boot, len(games)))
-        boot = boot.astype(float)  # (n_boot, C, 3)
+        # weighted games (rankings count 2/k per implied outcome) are resampled as their effective number of
+        # comparisons, rounded, and scaled back so each resample has the observed total weight
+        draws = np.maximum(np.rint(games), 1).astype(np.int64)
+        boot = rng.multinomial(draws, observed / games[:, None], size=(n_boot, len(games)))
+        boot = boot.astype(float) * (games / draws)[None, :, None]  # (n_boot, C, 3)
         replicates = _fit_strengths(i, j, boot[..., 0] + boot[..., 2] / 2, boot[..., 1] + boot[..., 2] / 2, len(ids),
                                     theta0=np.repeat(theta, n_boot, axis=0))
         theta = np.vstack([theta, replicates])
@@ -191,7 +196,7 @@ def _region_ratings(region: str, cells: pd.DataFrame, base_of: dict[int, int], n
         low = high = np.full(len(ids), np.nan)
     return pd.DataFrame({
         "region": region, "version_id": ids.astype("int64"), "rating": ratings[0], "low": low, "high": high,
-        "games": (np.bincount(i, games, len(ids)) + np.bincount(j, games, len(ids))).astype("int64")})
+        "games": np.bincount(i, games, len(ids)) + np.bincount(j, games, len(ids))})
 
 
 def bradley_terry(counts: pd.DataFrame, versions: pd.DataFrame, n_boot: int = 200, seed: int = 0,
@@ -203,7 +208,8 @@ def bradley_terry(counts: pd.DataFrame, versions: pd.DataFrame, n_boot: int = 20
     model sits at exactly 1000 (the mean of the region's versions when it has no single base). Intervals are
     percentile intervals over ``n_boot`` multinomial resamples of each pair's (a_wins, b_wins, ties), each
     anchored the same way, so a version's interval is that of its difference to the base. A version is rated in a
-    region only where it was compared there; ``games`` counts its wins, losses and ties, and rank 1 is the best.
+    region only where it was compared there; ``games`` counts its wins, losses and ties (weighted), and rank 1 is
+    the best.
 
     Returns ``RATING_COLUMNS``, sorted by region (``ALL_REGIONS`` first) then rank.
     """

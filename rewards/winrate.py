@@ -6,6 +6,9 @@ sample size is the *effective* one, ``n_eff = n * s(1-s) / var_hat``. Ties pull 
 variance ``var_hat`` is below the Bernoulli ``s(1-s)`` of the same mean and the interval narrows accordingly; without
 ties ``n_eff == n`` and this is the textbook Wilson interval, which also stays non-degenerate for all-win samples.
 
+Counts may be weighted (floats): the outcomes a ranking of k implies weigh 2/k each (``rewards.ranking``), so ``n``
+is the evidence in comparisons' worth, and the same formulas apply to the weighted mean and variance.
+
 Example:
     >>> wr = win_rate_counts(wins=7, ties=2, losses=1)
     >>> wr.rate, round(wr.low, 3), round(wr.high, 3)
@@ -24,15 +27,15 @@ from scipy import stats
 
 @dataclass(frozen=True)
 class WinRate:
-    """Mean outcome with its interval over ``n`` comparisons (wins + ties + losses)."""
+    """Mean outcome with its interval over ``n`` comparisons (wins + ties + losses; weighted counts are floats)."""
 
     rate: float
     low: float
     high: float
-    n: int
-    wins: int
-    ties: int
-    losses: int
+    n: float
+    wins: float
+    ties: float
+    losses: float
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -69,7 +72,7 @@ def score_intervals(wins, ties, losses, confidence: float = 0.95) -> tuple[np.nd
     return s, np.clip(low, 0.0, 1.0), np.clip(high, 0.0, 1.0)
 
 
-def win_rate_counts(wins: int, ties: int, losses: int, confidence: float = 0.95) -> WinRate:
+def win_rate_counts(wins: float, ties: float, losses: float, confidence: float = 0.95) -> WinRate:
     """Win-rate ``(wins + ties/2) / n`` with a tie-aware Wilson interval (see the module docstring)."""
     if min(wins, ties, losses) < 0:
         raise ValueError(f"counts must be non-negative, got wins={wins} ties={ties} losses={losses}")
@@ -82,10 +85,10 @@ def win_rate_counts(wins: int, ties: int, losses: int, confidence: float = 0.95)
     # an all-win or all-tie sample has var_hat == 0: plain Wilson keeps its interval from collapsing to a point
     n_eff = n * bernoulli / var_hat if var_hat > _VAR_EPS and bernoulli > 0 else n
     low, high = _wilson(s, n_eff, _z(confidence))
-    return WinRate(s, max(0.0, low), min(1.0, high), int(n), int(wins), int(ties), int(losses))
+    return WinRate(s, max(0.0, low), min(1.0, high), n, wins, ties, losses)
 
 
-def half_width(wins: int, ties: int, losses: int, confidence: float = 0.95) -> float:
+def half_width(wins: float, ties: float, losses: float, confidence: float = 0.95) -> float:
     """Half the interval's width: how uncertain a matchup still is (a scheduler samples the widest first)."""
     wr = win_rate_counts(wins, ties, losses, confidence)
     return (wr.high - wr.low) / 2

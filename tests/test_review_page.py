@@ -3,13 +3,13 @@
 import json
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
 from collect.review import submit_vote
-from db.models import Assignment
+from db.models import Assignment, Ranking, Vote
 from db.session import session_scope
-from tests.conftest import load_mini, login_as, make_pairs
+from tests.conftest import lineage, load_mini, login_as, make_pairs
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 EVIL = "![x](http://e/x.png)"
@@ -51,3 +51,39 @@ def test_a_stale_tab_skip_never_skips_a_pair_it_did_not_show(loaded):
     assert "already voted" in at.error[0].value
     with session_scope(loaded) as s:
         assert not s.scalars(select(Assignment.id).where(Assignment.skipped)).all()
+
+
+def test_the_key_script_survives_the_html_sanitizer():
+    """st.html runs our script only if DOMPurify keeps it, and DOMPurify drops a <script> whose text holds "<" before
+    a letter or "/" (its mXSS guard): the key listener would then silently never load."""
+    import re
+
+    from ui.keyboard import SCRIPT
+
+    assert "geoalignReviewKeys" in SCRIPT and not re.search(r"<[/\w]", SCRIPT)
+
+
+def test_rank_mode_shows_k_outputs_and_stores_one_ranking(loaded, monkeypatch):
+    monkeypatch.setenv("GEOALIGN_RANK_K", "3")
+    monkeypatch.setenv("GEOALIGN_GOLD_RATE", "0")
+    monkeypatch.setenv("GEOALIGN_SCHEDULER_TTL", "0")
+    lineage(loaded, samples=2, prompts=3)
+    login_as(loaded, "rita", regions=["en-GB-leeds"])
+    at = _login("rita")
+    assert [c.value for c in at.caption if c.value.startswith("OUTPUT")] == ["OUTPUT A", "OUTPUT B", "OUTPUT C"]
+    submit = next(b for b in at.button if b.label.startswith("Submit ranking"))
+    at.radio(key=next(r.key for r in at.radio if r.key.endswith("_rank_A"))).set_value(1)
+    submit.click()
+    at = at.run()
+    assert "missing: B, C" in at.warning[0].value.replace("\\", "")  # nothing stored until every output has a rank
+    with session_scope(loaded) as s:
+        assert s.scalar(select(func.count()).select_from(Ranking)) == 0
+    for label, rank in (("A", 1), ("B", 2), ("C", 2)):
+        at.radio(key=next(r.key for r in at.radio if r.key.endswith(f"_rank_{label}"))).set_value(rank)
+    next(b for b in at.button if b.label.startswith("Submit ranking")).click()
+    at = at.run()
+    with session_scope(loaded) as s:
+        (ranking,) = s.scalars(select(Ranking)).all()
+        assert sorted(ranking.ranks) == [1, 2, 2]
+        votes = s.scalars(select(Vote).where(Vote.ranking_id == ranking.id)).all()
+        assert len(votes) == 3 and sorted(v.choice.value for v in votes).count("tie") == 1
