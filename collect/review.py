@@ -88,10 +88,18 @@ class VoteResult:
     duplicate: bool  # True when this assignment had already been voted: nothing new was written
 
 
+PROGRESS_CAP = 1000  # "pairs left" is counted up to here: past it a reviewer only needs to know there is plenty
+
+
 @dataclass(frozen=True)
 class Progress:
     votes_today: int  # a ranking counts as one judgement
-    pairs_left: int  # pairs and rank sets
+    pairs_left: int  # pairs and rank sets, at most PROGRESS_CAP
+    more: bool = False  # True when there are more than PROGRESS_CAP
+
+    @property
+    def pairs_left_text(self) -> str:
+        return f"{self.pairs_left:,}+" if self.more else f"{self.pairs_left:,}"
 
 
 def _other(side: Side) -> Side:
@@ -348,7 +356,8 @@ def undo_last_vote(session: Session, user: CurrentUser, now: datetime | None = N
 
 
 def progress(session: Session, user: CurrentUser, now: datetime | None = None) -> Progress:
-    """Votes and rankings the reviewer made today (UTC), and pairs and rank sets still waiting for them."""
+    """Votes and rankings the reviewer made today (UTC), and pairs and rank sets still waiting for them (counted up
+    to ``PROGRESS_CAP``)."""
     now = now or datetime.now(timezone.utc)
     start = now.replace(hour=0, minute=0, second=0, microsecond=0)
     today = session.scalar(select(func.count()).select_from(Vote)
@@ -359,8 +368,12 @@ def progress(session: Session, user: CurrentUser, now: datetime | None = None) -
                                    Ranking.source == "review")) or 0
     if not user.region_ids:
         return Progress(today, 0)
+    # each count stops at the cap (LIMIT inside the count): at a million pairs an exact count of the unseen ones
+    # was most of the Review page's database time, for a number nobody reads past "plenty"
     waiting = 0
     for query in (unseen_pairs(user.id, user.region_ids), open_assignments(user.id, user.region_ids),
                   unseen_rank_sets(user.id, user.region_ids), open_rank_assignments(user.id, user.region_ids)):
-        waiting += session.scalar(select(func.count()).select_from(query.subquery())) or 0
+        waiting += session.scalar(select(func.count()).select_from(query.limit(PROGRESS_CAP + 1).subquery())) or 0
+        if waiting > PROGRESS_CAP:
+            return Progress(today, PROGRESS_CAP, more=True)
     return Progress(today, waiting)

@@ -5,6 +5,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import func, select, update
 
+from collect import review
 from collect.review import Progress, last_undoable, next_item, progress, skip, submit_vote, undo_last_vote
 from collect.scheduler import next_assignment
 from db.errors import AuthError, PermissionDenied, ValidationError
@@ -296,3 +297,15 @@ def test_racing_submits_on_postgres_record_one_vote(pg_engine, mini_data):
     with session_scope(pg_engine) as s:
         assert s.scalar(select(func.count()).select_from(Vote)) == 1
         assert s.get(Assignment, assignment_id).voted
+
+
+def test_pairs_left_is_counted_up_to_the_cap(leeds, monkeypatch):
+    engine, user = leeds
+    monkeypatch.setattr(review, "PROGRESS_CAP", 4)
+    with session_scope(engine) as s:
+        capped = progress(s, user)
+    assert (capped.pairs_left, capped.more, capped.pairs_left_text) == (4, True, "4+")
+    monkeypatch.setattr(review, "PROGRESS_CAP", 6)
+    with session_scope(engine) as s:
+        exact = progress(s, user)
+    assert (exact.pairs_left, exact.more, exact.pairs_left_text) == (6, False, "6")

@@ -131,7 +131,7 @@ def _review_area() -> None:
     reads_ms = (time.perf_counter() - start) * 1000
     c1, c2, c3 = st.columns([1, 1, 2])
     c1.metric("Votes today", prog.votes_today)
-    c2.metric("Pairs left", prog.pairs_left)
+    c2.metric("Pairs left", prog.pairs_left_text)
     if can_undo:
         c3.button("Undo last vote", key="review_undo", icon=":material/undo:", on_click=_undo, shortcut=UNDO_KEY)
     if saved := st.session_state.pop("review_saved", None):
