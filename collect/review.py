@@ -88,7 +88,7 @@ class VoteResult:
     duplicate: bool  # True when this assignment had already been voted: nothing new was written
 
 
-PROGRESS_CAP = 1000  # "pairs left" is counted up to here: past it a reviewer only needs to know there is plenty
+PROGRESS_CAP = 100  # "pairs left" is counted up to here: past it a reviewer only needs to know there is plenty
 
 
 @dataclass(frozen=True)

@@ -288,6 +288,9 @@ GOLD_PAIR = {"postgresql": "is_gold", "sqlite": "is_gold = 1"}
 OPEN_ASSIGNMENT = {"postgresql": "NOT voted AND NOT skipped", "sqlite": "voted = 0 AND skipped = 0"}
 REGION_ROUND = {"postgresql": "region_id IS NOT NULL", "sqlite": "region_id IS NOT NULL"}
 ALL_REGIONS_ROUND = {"postgresql": "region_id IS NULL", "sqlite": "region_id IS NULL"}
+# only the votes a ranking implies: a full index on ranking_id, NULL for nearly every vote, led PostgreSQL to scan
+# all of it for "ranking_id IS NULL" (the reviewer's own latest vote, votes today) at a million votes
+RANKING_VOTE = {"postgresql": "ranking_id IS NOT NULL", "sqlite": "ranking_id IS NOT NULL"}
 SHARED_PAIR = {"postgresql": "assigned >= 2", "sqlite": "assigned >= 2"}  # judged by several: agreement
 PAIRWISE_PAIR = {"postgresql": "rank_set_id IS NULL", "sqlite": "rank_set_id IS NULL"}
 OPEN_RANK_SET = {"postgresql": "assigned < reviews_wanted", "sqlite": "assigned < reviews_wanted"}
@@ -392,7 +395,7 @@ class Vote(Base):
     # evidence the vote carries: 1 for a pairwise vote; 2/k for each pairwise outcome a ranking of k implies
     # (rewards.ranking), so one ranking counts k-1 comparisons' worth
     weight: Mapped[float] = mapped_column(Float, default=1.0, server_default="1.0")
-    ranking_id: Mapped[int | None] = mapped_column(ForeignKey("rankings.id", ondelete="CASCADE"), index=True)
+    ranking_id: Mapped[int | None] = mapped_column(ForeignKey("rankings.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     tags: Mapped[list[Tag]] = relationship(secondary=vote_tags, lazy="selectin")
@@ -402,6 +405,7 @@ class Vote(Base):
         CheckConstraint("weight > 0", name="weight"),
         Index("ix_votes_region_created", "region_id", "created_at"),
         Index("ix_votes_user_created", "user_id", "created_at"),
+        Index("ix_votes_ranking_id", "ranking_id", **partial(RANKING_VOTE)),
     )
 
 

@@ -17,6 +17,7 @@ depends_on: str | Sequence[str] | None = None
 
 PAIRWISE = "rank_set_id IS NULL"
 OPEN_RANK_SET = "assigned < reviews_wanted"
+RANKING_VOTE = "ranking_id IS NOT NULL"
 ASSIGNMENT_KIND = ("(pair_id IS NOT NULL AND rank_set_id IS NULL AND shown_left IS NOT NULL)"
                    " OR (pair_id IS NULL AND rank_set_id IS NOT NULL AND display_order IS NOT NULL)")
 
@@ -113,7 +114,9 @@ def upgrade() -> None:
         batch_op.create_foreign_key(batch_op.f("votes_ranking_id_fkey"), "rankings", ["ranking_id"], ["id"],
                                     ondelete="CASCADE")
         batch_op.create_check_constraint("votes_weight_ck", "weight > 0")
-        batch_op.create_index("ix_votes_ranking_id", ["ranking_id"])
+        # partial: only ranking votes, so "ranking_id IS NULL" never tempts the planner into this index
+        batch_op.create_index("ix_votes_ranking_id", ["ranking_id"], postgresql_where=sa.text(RANKING_VOTE),
+                              sqlite_where=sa.text(RANKING_VOTE))
 
     # summed weights are fractions once rankings count 2/k per implied pair
     with op.batch_alter_table("rollup_comparisons", schema=None) as batch_op:
