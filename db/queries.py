@@ -18,6 +18,7 @@ from db.models import (
     JobStatus,
     ModelVersion,
     Pair,
+    Ranking,
     Region,
     RollupComparison,
     RollupReviewer,
@@ -153,11 +154,30 @@ def reviewer_days(session: Session) -> pd.DataFrame:
     return frame
 
 
+def ranking_days(session: Session) -> pd.DataFrame:
+    """Rankings per (day, region, reviewer, source), each one judgement (its implied votes are left out of the
+    reviewer totals, which hold pairwise votes only)."""
+    day = rollups.day_of(session, Ranking.created_at).label("day")
+    rows = session.execute(select(day, Ranking.region_id, Ranking.user_id, Ranking.source,
+                                  func.count().label("votes"))
+                           .group_by(day, Ranking.region_id, Ranking.user_id, Ranking.source)).all()
+    frame = pd.DataFrame(rows, columns=["day", "region_id", "user_id", "source", "votes"])
+    frame["region"] = frame["region_id"].map(_names(session, Region, Region.code))
+    frame["user"] = frame["user_id"].map(_names(session, User, User.username))
+    frame["day"] = pd.to_datetime(frame["day"])
+    return frame
+
+
 def votes_per_day(session: Session, days: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Votes per (region, UTC day, reviewer, source): throughput charts without loading single votes."""
+    """Judgements per (region, UTC day, reviewer, source): pairwise votes plus rankings (one each), for throughput
+    charts without loading single votes."""
     frame = reviewer_days(session) if days is None else days
+    columns = ["region", "day", "user", "source", "votes"]
+    ranked = ranking_days(session)
+    if not ranked.empty:
+        frame = pd.concat([frame[columns], ranked[columns]], ignore_index=True)
     return (frame.groupby(["region", "day", "user", "source"], as_index=False)["votes"].sum()
-            .astype({"votes": "int64"})[["region", "day", "user", "source", "votes"]])
+            .astype({"votes": "int64"})[columns])
 
 
 def reviewer_activity(session: Session, days: pd.DataFrame | None = None) -> pd.DataFrame:

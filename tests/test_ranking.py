@@ -321,6 +321,8 @@ def test_rankings_enter_totals_win_rates_and_ratings_at_their_weight(ranked):
                          .where(Pair.model_a_id != Pair.model_b_id))
         assert total == pytest.approx(cross * 0.5)  # 2/k per implied outcome between two versions
         assert s.scalar(select(func.count()).select_from(RollupReviewer)) == 0  # no side shown left, no seconds
+        daily = queries.votes_per_day(s)  # throughput: each ranking is one judgement, not its six implied votes
+        assert daily[["user", "region", "votes"]].values.tolist() == [["rita", "en-GB-leeds", 4]]
         counts, versions = queries.comparison_counts(s), queries.versions_frame(s)
     rates = version_win_rates(counts, versions)
     mine = rates[(rates.region == "All regions") & (rates.version == "v2")]
