@@ -259,6 +259,10 @@ def keyboard_login(page: Page, url: str, username: str, password: str = PASSWORD
     page.keyboard.type(password)
     page.keyboard.press("Enter")
     expect(page.get_by_role("heading", name="Review")).to_be_visible(timeout=20_000)
+    # the heading comes before the pair (the first run after login also makes the reviewer's pairs): a key pressed
+    # before the pair and its choices are on screen has nothing to act on, so wait for them
+    expect(page.get_by_role("radio", name="Left is better [1]")).to_be_visible(timeout=30_000)
+    page.wait_for_function("window.geoalignReviewKeys === true", timeout=10_000)  # ui/static/review_keys.js loaded
     _settle(page)
 
 
