@@ -52,7 +52,7 @@ from align.registry import BASE_VERSION, ensure_base_version, get_version
 from align.reports import reward_model_text
 from align.stages import StageCancelled, StageInputs, StageResult, read_result, run_stage
 from collect.auth import CurrentUser, require
-from collect.datasets import DatasetFilter, preference_rows, sft_rows
+from collect.datasets import DatasetFilter, preference_rows, rankings_at_their_weight, sft_rows
 from collect.prompting import BriefContext, dataset_prompt
 from db.errors import GeoAlignError, NotFound, ValidationError
 from db.lookups import get_region
@@ -397,8 +397,11 @@ def snapshot_datasets(engine: Engine, plan: RoundPlan, workdir: Path) -> dict[st
     with session_scope(engine) as session:
         fmt = plan.prompt_format
         files = {"sft_val": sft_rows(session, DatasetFilter(splits=("val",), regions=regions), fmt)}
+        # trainers weigh rows alike: a ranking enters as k-1 of its pairs, the comparisons it is worth
         pref_train, stats = preference_rows(session, train_filter, fmt)
-        pref_val, _ = preference_rows(session, DatasetFilter(splits=("val",), regions=regions), fmt)
+        pref_train = rankings_at_their_weight(pref_train)
+        pref_val = rankings_at_their_weight(
+            preference_rows(session, DatasetFilter(splits=("val",), regions=regions), fmt)[0])
         since = plan.parent_published_at
         if since is None:
             sft_new, sft_old = sft_rows(session, train_filter, fmt), []
@@ -406,8 +409,8 @@ def snapshot_datasets(engine: Engine, plan: RoundPlan, workdir: Path) -> dict[st
         else:
             sft_new = sft_rows(session, replace(train_filter, since=since), fmt)
             sft_old = sft_rows(session, replace(train_filter, until=since), fmt)
-            dpo_new, _ = preference_rows(session, replace(train_filter, since=since), fmt)
-            dpo_old, _ = preference_rows(session, replace(train_filter, until=since), fmt)
+            dpo_new = rankings_at_their_weight(preference_rows(session, replace(train_filter, since=since), fmt)[0])
+            dpo_old = rankings_at_their_weight(preference_rows(session, replace(train_filter, until=since), fmt)[0])
         rl = session.execute(select(Prompt, Region).join(Region, Prompt.region_id == Region.id)
                              .where(Prompt.split == Split.train, *([Region.code == plan.region] if regions else []))
                              .order_by(Prompt.content_hash)).all()

@@ -22,6 +22,7 @@ Preference rules (also in the README):
 
 from __future__ import annotations
 
+import random
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -248,6 +249,25 @@ def _ranking_rows(session: Session, rows: list, prompt_format: str, stats: Prefe
                     "rejected_model": lose_name, "kind": "ranking", "weight": vote.weight,
                     "ranking_id": vote.ranking_id})
         stats.ranking_rows += 1
+    return out
+
+
+def rankings_at_their_weight(rows: list[dict]) -> list[dict]:
+    """The rows a trainer without per-row weights should see: each ranking's rows thinned to k-1 of them, drawn
+    (reproducibly, seeded by the ranking id) from its strictly ordered pairs; every other row kept as it is.
+
+    TRL's reward and DPO trainers weigh every row alike, so a ranking's k(k-1)/2 rows at full weight would count
+    it as that many independent comparisons. Its ``weight`` (2/k) says it is worth k-1 (``rewards.ranking``): k-1
+    rows at weight 1 carry the same evidence, in expectation over which pairs are kept. Ties already gave no row,
+    so a ranking with ties may have fewer than k-1 rows; then all of them are kept.
+    """
+    by_ranking: dict[int, list[dict]] = defaultdict(list)
+    out = []
+    for row in rows:
+        (by_ranking[row["ranking_id"]] if row.get("ranking_id") is not None else out).append(row)
+    for ranking_id, group in sorted(by_ranking.items()):
+        keep = round(2 / group[0]["weight"]) - 1  # k - 1
+        out += random.Random(ranking_id).sample(group, min(keep, len(group)))
     return out
 
 

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import delete, func, select
 
 from collect import scheduler
-from collect.datasets import DatasetFilter, preference_rows
+from collect.datasets import DatasetFilter, preference_rows, rankings_at_their_weight
 from collect.export import write_rows
 from collect.ranking import make_rank_sets
 from collect.review import (
@@ -372,6 +372,12 @@ def test_preference_rows_carry_weight_and_ranking_id(ranked, tmp_path):
 
     written = [json.loads(line) for line in (tmp_path / "prefs.jsonl").read_text().splitlines()]
     assert {r["ranking_id"] for r in written} == {ranking.vote_id, None}
+    # what a round trains on: the ranking as k-1 = 3 of its 5 ordered pairs (same ones every time), the vote as is
+    trained = rankings_at_their_weight(rows)
+    kept = [r for r in trained if r["kind"] == "ranking"]
+    assert len(kept) == 3 and all(r in from_ranking for r in kept)
+    assert kept == [r for r in rankings_at_their_weight(rows) if r["kind"] == "ranking"]
+    assert [r for r in trained if r["kind"] != "ranking"] == [r for r in rows if r["kind"] != "ranking"]
 
 
 def test_migration_down_and_up_with_rankings_stored(ranked):
