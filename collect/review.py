@@ -159,11 +159,18 @@ def next_item(session: Session, user: CurrentUser, policy: ReviewPolicy | None =
 
     Rank mode (``policy.rank_k`` 3 or 4, from ``GEOALIGN_RANK_K``) serves rank sets of the comparisons leads watch
     and falls back to pairs when none can be made (e.g. a fresh demo with only the base model's two samples per
-    brief), so a reviewer is never idle while work is left."""
+    brief), so a reviewer is never idle while work is left. In pairwise mode a rank set still open for the reviewer
+    (handed out while rank mode was on) comes first."""
     require(user, "reviewer")
     policy = policy or ReviewPolicy.from_env()
     if policy.ranks:
         assignment = next_rank_assignment(session, user.id, user.region_ids, policy=policy)
+        if assignment is not None:
+            return _rank_item(session, assignment)
+    else:
+        # a rank set handed out before the mode went back to pairwise is finished first, not left holding its place
+        assignment = session.scalar(open_rank_assignments(user.id, user.region_ids)
+                                    .order_by(Assignment.created_at, Assignment.id).limit(1))
         if assignment is not None:
             return _rank_item(session, assignment)
     assignment = next_assignment(session, user.id, user.region_ids, policy=policy)

@@ -417,3 +417,16 @@ def test_simulated_reviewers_rank_in_rank_mode(ranked, monkeypatch):
         assert len(votes) == 3 and {v.source for v in votes} == {"simulated"}
         assert {v.ranking_id for v in votes} == {rankings[0].id}
         assert all(abs(v.weight - 2 / 3) < 1e-9 for v in votes)
+
+
+def test_an_open_rank_set_comes_first_when_the_mode_goes_back_to_pairwise(ranked):
+    engine, ids, user = ranked
+    pairwise = ReviewPolicy(gold_rate=0.0, agreement_share=0.0, stats_ttl=0)
+    with session_scope(engine) as s:
+        handed = next_item(s, user, policy=RANK3)
+    with session_scope(engine) as s:
+        again = next_item(s, user, policy=pairwise)
+        assert isinstance(again, RankItem) and again.assignment_id == handed.assignment_id
+        submit_ranking(s, user, again.assignment_id, {"A": 1, "B": 2, "C": 3})
+    with session_scope(engine) as s:
+        assert isinstance(next_item(s, user, policy=pairwise), ReviewItem)
