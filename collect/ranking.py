@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from collect.review_policy import ReviewPolicy
-from collect.scheduler import Target, choose_target, watched_targets
+from collect.scheduler import Target, choose_target, prompts_of_both, watched_targets
 from collect.splits import normalize_text
 from db.models import Assignment, Choice, Generation, Pair, Prompt, RankCandidate, Ranking, RankSet, Side, Vote
 from rewards.ranking import check_k, implied_outcomes
@@ -160,10 +160,7 @@ def _claim(session: Session, rank_set_ids: Sequence[int], user_id: int, rng: ran
 def make_more_rank_sets(session: Session, target: Target, policy: ReviewPolicy) -> int:
     """New rank sets for a target from stored generations: one more per prompt of the region than the most any has
     (a fixed seed per comparison and count, so racing requests build the same sets)."""
-    both = select(Generation.prompt_id).where(Generation.model_version_id == target.new_id).intersect(
-        select(Generation.prompt_id).where(Generation.model_version_id == target.old_id)).subquery()
-    prompt_ids = list(session.scalars(select(Prompt.id).where(Prompt.region_id == target.region_id,
-                                                              Prompt.id.in_(select(both.c[0])))))
+    prompt_ids = prompts_of_both(session, target)
     if not prompt_ids:
         return 0
     per_prompt = session.execute(select(RankSet.prompt_id).where(RankSet.prompt_id.in_(prompt_ids),

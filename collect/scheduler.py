@@ -257,16 +257,21 @@ def _has_open_pairs(session: Session, target: Target) -> bool:
     return any(session.scalar(stmt.limit(1)) is not None for stmt in _open_of(target))
 
 
+def prompts_of_both(session: Session, target: Target) -> list[int]:
+    """The target region's prompts with stored outputs of both of the target's versions."""
+    both = select(Generation.prompt_id).where(Generation.model_version_id == target.new_id).intersect(
+        select(Generation.prompt_id).where(Generation.model_version_id == target.old_id)).subquery()
+    return list(session.scalars(select(Prompt.id).where(Prompt.region_id == target.region_id,
+                                                        Prompt.id.in_(select(both.c[0])))))
+
+
 def make_more_pairs(session: Session, target: Target, policy: ReviewPolicy) -> int:
     """New pairs for a target from stored generations: one more per prompt of the region than the most any has.
 
     The seed is fixed by the comparison and the pair count, so two requests racing here build the same pairs and
     the unique constraint turns the loser into a no-op instead of a second, mirrored copy.
     """
-    both = select(Generation.prompt_id).where(Generation.model_version_id == target.new_id).intersect(
-        select(Generation.prompt_id).where(Generation.model_version_id == target.old_id)).subquery()
-    prompt_ids = list(session.scalars(select(Prompt.id).where(Prompt.region_id == target.region_id,
-                                                              Prompt.id.in_(select(both.c[0])))))
+    prompt_ids = prompts_of_both(session, target)
     if not prompt_ids:
         return 0
     done = pairs_per_prompt(session, prompt_ids, {target.new_id, target.old_id})
