@@ -21,13 +21,14 @@ from collections.abc import Sequence
 from itertools import combinations
 
 from sqlalchemy import and_, exists, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from collect.review_policy import ReviewPolicy
 from collect.scheduler import Target, choose_target, prompts_of_both, watched_targets
 from collect.splits import normalize_text
 from db.models import Assignment, Choice, Generation, Pair, Prompt, RankCandidate, Ranking, RankSet, Side, Vote
+from db.session import is_deadlock
 from rewards.ranking import check_k, implied_outcomes
 
 CANDIDATES = 8  # rank sets considered per pick outside the targets
@@ -154,6 +155,12 @@ def _claim(session: Session, rank_set_ids: Sequence[int], user_id: int, rng: ran
             return assignment
         except IntegrityError:
             continue  # this reviewer's other tab claimed it
+        except OperationalError as exc:
+            if not is_deadlock(exc):
+                raise
+            # concurrent claims locked candidates in opposite orders and PostgreSQL failed this one to break the
+            # cycle; the savepoint keeps the transaction, the other claimant gets this rank set: try the next one
+            continue
     return None
 
 

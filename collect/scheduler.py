@@ -28,14 +28,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, and_, exists, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from collect.pairing import make_pairs, pairs_per_prompt
 from collect.review_policy import ReviewPolicy
 from db import rollups
 from db.models import Assignment, Generation, ModelVersion, Pair, Prompt, Side, VersionStatus, Vote
-from db.session import is_disconnect
+from db.session import is_deadlock, is_disconnect
 from rewards.winrate import half_width as ci_half_width
 
 log = logging.getLogger(__name__)
@@ -228,6 +228,12 @@ def _claim(session: Session, pair_ids: Sequence[int], user_id: int, rng: random.
             return assignment
         except IntegrityError:
             continue  # this reviewer's other tab claimed it
+        except OperationalError as exc:
+            if not is_deadlock(exc):
+                raise
+            # concurrent claims locked candidates in opposite orders and PostgreSQL failed this one to break the
+            # cycle; the savepoint keeps the transaction, the other claimant gets this pair: try the next one
+            continue
     return None
 
 

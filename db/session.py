@@ -87,6 +87,12 @@ def is_disconnect(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
 
+def is_deadlock(exc: BaseException) -> bool:
+    """Whether ``exc`` is PostgreSQL breaking a lock cycle (SQLSTATE 40P01) by failing this statement: inside a
+    savepoint the transaction survives it, and the statement can be given up or tried again."""
+    return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) == "40P01"
+
+
 def in_transaction(engine: Engine | None, work: Callable[[Session], T], attempts: int = 3,
                    backoff_s: float = 0.2) -> T:
     """Run ``work(session)`` in one transaction (on ``engine``, default the process-wide one); if the connection

@@ -3,10 +3,10 @@ database refuses is not retried; a connection that keeps dying ends in a clear e
 
 import pytest
 from sqlalchemy import func, select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from db.models import Tag
-from db.session import DatabaseUnavailable, in_transaction, session_scope
+from db.session import DatabaseUnavailable, in_transaction, is_deadlock, session_scope
 
 
 def _kill(engine, pid: int) -> None:
@@ -60,3 +60,36 @@ def test_a_refused_statement_is_not_retried(any_engine):
     with pytest.raises(IntegrityError):
         in_transaction(any_engine, work, backoff_s=0)
     assert attempts == [1]
+
+
+def test_a_lock_cycle_is_recognised_as_a_deadlock(pg_engine):
+    """Two transactions lock two rows in opposite orders: PostgreSQL fails one statement with 40P01, which
+    is_deadlock recognises (the schedulers' claims skip that candidate instead of failing the reviewer's request)."""
+    import threading
+
+    with pg_engine.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS lock_cycle; CREATE TABLE lock_cycle (id int primary key, n int)"))
+        conn.execute(text("INSERT INTO lock_cycle VALUES (1, 0), (2, 0)"))
+    barrier, errors = threading.Barrier(2), []
+
+    def lock(first: int, second: int) -> None:
+        with pg_engine.connect() as conn:
+            try:
+                with conn.begin():
+                    conn.execute(text("UPDATE lock_cycle SET n = n + 1 WHERE id = :i"), {"i": first})
+                    barrier.wait(timeout=10)
+                    conn.execute(text("UPDATE lock_cycle SET n = n + 1 WHERE id = :i"), {"i": second})
+            except OperationalError as exc:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=lock, args=order) for order in ((1, 2), (2, 1))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    try:
+        assert len(errors) == 1 and is_deadlock(errors[0])
+        assert not is_deadlock(OperationalError("SELECT 1", {}, Exception("other")))
+    finally:
+        with pg_engine.begin() as conn:
+            conn.execute(text("DROP TABLE lock_cycle"))
