@@ -328,7 +328,9 @@ def test_rankings_enter_totals_win_rates_and_ratings_at_their_weight(ranked):
     mine = rates[(rates.region == "All regions") & (rates.version == "v2")]
     # 4 rankings of 2 + 2 outputs: 4 cross-version outcomes each at 1/2, split between v2's two watched comparisons
     assert mine["n"].sum() == pytest.approx(counts[["a_wins", "b_wins", "ties"]].to_numpy().sum()) == 8
-    assert ((0 < mine["low"]) & (mine["low"] < mine["rate"]) & (mine["rate"] < mine["high"])).all()
+    # which version wins depends on the shuffled display order; the interval holds the rate and has width
+    assert ((0 <= mine["low"]) & (mine["low"] <= mine["rate"]) & (mine["rate"] <= mine["high"])
+            & (mine["high"] <= 1) & (mine["low"] < mine["high"])).all()
     board = bradley_terry(counts, versions, n_boot=20)
     assert set(board["version"]) >= {"v2", "base"} and board["games"].dtype == float
 
