@@ -1,7 +1,9 @@
-"""Votes the active pair scheduler needs, against uniform random pairing, before leads can trust the newest win-rates;
-and the reviewer-seconds each review mode (pairwise, rank-3, rank-4) needs for the same precision.
+"""Votes the active pair scheduler needs, against round-robin over the watched comparisons (the fair baseline) and
+uniform random pairing, before leads can trust the newest win-rates; and the reviewer-seconds each review mode
+(pairwise, rank-3, rank-4) needs for the same precision.
 
     python bench/label_efficiency.py                # all scenarios, 20 runs each, then the review modes
+    python bench/label_efficiency.py --closeness-only --runs 30   # scheduler vs round-robin by closeness and ties
     python bench/label_efficiency.py --runs 5 --versions 4 --gap 0.1
     python bench/label_efficiency.py --modes-only   # just the reviewer-seconds table
 
@@ -9,9 +11,12 @@ Simulated reviewers judge a lineage base → v1 → … → newest whose true Br
 (natural-log units) per round, with ties at ``--tie-rate``. Leads watch two win-rates: newest vs base and newest vs
 parent. A run ends when both 95% intervals (``rewards.winrate.win_rate_counts``, the interval the dashboard shows)
 are ±5 points or narrower. The scheduler draws comparisons with ``collect.scheduler.choose_target``, the very
-function that serves reviewers; uniform random pairing draws any two versions with equal probability, as an
-arena without active sampling would. Prints the median votes of each policy per scenario and their ratio; exits
-with status 1 when a scenario with four or more versions misses the target ratio (≤ 0.5).
+function that serves reviewers; round-robin takes the watched comparisons in turn (skipping one once it is narrow
+enough), which needs no active sampling at all; uniform random pairing draws any two versions with equal
+probability, as an arena without active sampling would. Prints the median votes of each policy per scenario and
+their ratios; exits with status 1 when a scenario with four or more versions misses the target ratio to uniform
+pairing (≤ 0.5). A second table places three versions by closeness (P(newest beats parent) from 0.52 to 0.85) and
+tie rate (0–30%) and states the ratio to round-robin, the gain that matters.
 
 Review modes: simulated reviewers judge outputs of a new and an old version under the Thurstone model of
 ``rewards.ranking.simulate`` (each output's perceived quality is the version's strength plus standard normal noise,
@@ -83,10 +88,19 @@ def lineage_targets(versions: int) -> list[Target]:
     return targets
 
 
-def run(policy: str, versions: int, gap: float, tie_rate: float, seed: int) -> int:
-    """Votes until every target interval is within ±5 points."""
+def run(policy: str, versions: int, gap: float, tie_rate: float, seed: int, theta: list[float] | None = None) -> int:
+    """Votes until every watched interval is within ±5 points, under ``policy``:
+
+    * ``scheduler``: ``collect.scheduler.choose_target``, as reviewers are served;
+    * ``round-robin``: the watched comparisons in turn (newest vs parent, newest vs base), skipping one once its
+      interval is narrow enough: the fair baseline, no active sampling;
+    * ``uniform``: any two versions with equal probability (an arena without active sampling; votes on pairs
+      nobody watches are wasted).
+
+    ``theta`` (the versions' true strengths, base first) overrides ``versions`` and ``gap``."""
     rng = random.Random(seed)
-    theta = [gap * i for i in range(versions)]
+    theta = theta if theta is not None else [gap * i for i in range(versions)]
+    versions = len(theta)
     targets = lineage_targets(versions)
     by_pair = {frozenset((t.new_id, t.old_id)): t for t in targets}
     all_pairs = list(itertools.combinations(range(versions), 2))
@@ -97,12 +111,47 @@ def run(policy: str, versions: int, gap: float, tie_rate: float, seed: int) -> i
             target = choose_target(targets, rng, GOAL)
             record(target, outcome(rng, theta[target.new_id], theta[target.old_id], tie_rate))
             continue
+        if policy == "round-robin":
+            short = [t for t in targets if not precise([t])]
+            target = short[votes % len(short)]
+            record(target, outcome(rng, theta[target.new_id], theta[target.old_id], tie_rate))
+            continue
         i, j = rng.choice(all_pairs)
         result = outcome(rng, theta[j], theta[i], tie_rate)  # j > i: j is the newer version
         target = by_pair.get(frozenset((i, j)))
         if target is not None and target.new_id == j:
             record(target, result)
     return votes
+
+
+def logit(p: float) -> float:
+    return math.log(p / (1 - p))
+
+
+# (P(newest beats parent), P(newest beats base), tie rate): close to far, few to many ties; the middle row is the
+# case a review of this bench simulated by hand (scheduler 497 votes, round-robin 560, most-uncertain-first 488)
+CLOSENESS = [(0.52, 0.60, 0.0), (0.55, 0.80, 0.25), (0.60, 0.70, 0.15), (0.70, 0.85, 0.30), (0.85, 0.95, 0.15)]
+
+
+def closeness(runs: int, seed: int) -> float:
+    """Median votes of the scheduler, round-robin over the watched comparisons and uniform pairing, for three
+    versions (base, parent, newest) placed so that the newest beats its parent and the base with the given
+    probabilities (ties left out); prints the table and returns the median scheduler / round-robin ratio."""
+    print(f"\nvotes until newest-vs-parent and newest-vs-base are both ±{GOAL * 100:.0f} points, three versions "
+          f"(median of {runs} runs)")
+    print(f"{'P(>parent)':>10} {'P(>base)':>8} {'ties':>5} {'scheduler':>10} {'round-robin':>11} {'uniform':>8} "
+          f"{'vs round-robin':>14} {'vs uniform':>10}")
+    ratios = []
+    for p_parent, p_base, ties in CLOSENESS:
+        theta = [0.0, logit(p_base) - logit(p_parent), logit(p_base)]
+        medians = {policy: statistics.median(run(policy, 3, 0.0, ties, seed + r, theta) for r in range(runs))
+                   for policy in ("scheduler", "round-robin", "uniform")}
+        ratios.append(medians["scheduler"] / medians["round-robin"])
+        print(f"{p_parent:>10.2f} {p_base:>8.2f} {ties:>5.0%} {medians['scheduler']:>10.0f} "
+              f"{medians['round-robin']:>11.0f} {medians['uniform']:>8.0f} {ratios[-1]:>14.2f} "
+              f"{medians['scheduler'] / medians['uniform']:>10.2f}")
+    print(f"scheduler / round-robin: median {statistics.median(ratios):.2f} (1.00 = no gain over the fair baseline)")
+    return statistics.median(ratios)
 
 
 MODES = {"pairwise": [1, 0], "rank-3": [1, 1, 0], "rank-4": [1, 1, 0, 0]}  # version of each output: 1 new, 0 old
@@ -153,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tie-rate", type=float, default=0.15, help="share of votes that are ties (default 0.15)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--modes-only", action="store_true", help="only the reviewer-seconds per review mode")
+    parser.add_argument("--closeness-only", action="store_true",
+                        help="only the scheduler against round-robin and uniform pairing, by closeness and ties")
     parser.add_argument("--tie-width", type=float, default=0.5,
                         help="review modes: perceived qualities within one bin of this width tie (default 0.5)")
     parser.add_argument("--read-seconds", type=float, default=8.0, help="review modes: seconds to read one output")
@@ -161,17 +212,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     started = time.monotonic()
+    if args.closeness_only:
+        closeness(args.runs, args.seed)
+        print(f"{time.monotonic() - started:.1f} s")
+        return 0
     if args.modes_only:
         review_modes(args.runs, args.gap, args.tie_width, args.read_seconds, args.decide_seconds, args.seed)
         print(f"{time.monotonic() - started:.1f} s")
         return 0
     print(f"votes until newest-vs-base and newest-vs-parent 95% CIs are within ±{GOAL * 100:.0f} points "
           f"(median of {args.runs} runs, ties {args.tie_rate:.0%})")
-    print(f"{'versions':>8} {'gap':>5} {'P(new>parent)':>13} {'scheduler':>10} {'uniform':>10} {'ratio':>6}")
+    print(f"{'versions':>8} {'gap':>5} {'P(new>parent)':>13} {'scheduler':>10} {'round-robin':>11} {'uniform':>10} "
+          f"{'ratio':>6} {'vs rr':>6}")
     failed = False
     for versions, gap in itertools.product(args.versions, args.gap):
         medians = {}
-        for policy in ("scheduler", "uniform"):
+        for policy in ("scheduler", "round-robin", "uniform"):
             medians[policy] = statistics.median(run(policy, versions, gap, args.tie_rate, args.seed + r)
                                                 for r in range(args.runs))
         ratio = medians["scheduler"] / medians["uniform"]
@@ -179,8 +235,10 @@ def main(argv: list[str] | None = None) -> int:
         ok = ratio <= TARGET_RATIO
         failed |= versions >= 4 and not ok
         print(f"{versions:>8} {gap:>5.2f} {p_parent:>13.3f} {medians['scheduler']:>10.0f} "
-              f"{medians['uniform']:>10.0f} {ratio:>6.2f}{'' if ok else '  (above 0.5)'}")
+              f"{medians['round-robin']:>11.0f} {medians['uniform']:>10.0f} {ratio:>6.2f} "
+              f"{medians['scheduler'] / medians['round-robin']:>6.2f}{'' if ok else '  (above 0.5)'}")
     print(f"target: scheduler <= {TARGET_RATIO} x uniform; {time.monotonic() - started:.1f} s")
+    closeness(args.runs, args.seed)
     review_modes(args.runs, args.gap, args.tie_width, args.read_seconds, args.decide_seconds, args.seed)
     return 1 if failed else 0
 
