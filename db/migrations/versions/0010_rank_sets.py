@@ -2,7 +2,7 @@
 
 Revision ID: 0010
 Revises: 0009
-Create Date: 2026-12-10 09:00:00
+Create Date: 2026-12-03 14:20:00
 """
 
 from collections.abc import Sequence
