@@ -180,6 +180,12 @@ def queue_resume(session: Session, actor: CurrentUser | None, round_id: int) -> 
     return job
 
 
+def has_active_round(session: Session) -> bool:
+    """Whether any round has a queued or running job (the Rounds page then refreshes itself)."""
+    stmt = select(Job.id).where(Job.round_id.is_not(None), Job.status.in_(ACTIVE)).limit(1)
+    return session.scalar(stmt) is not None
+
+
 def list_rounds(session: Session, limit: int = 50) -> list[Round]:
     return list(session.scalars(select(Round).order_by(Round.id.desc()).limit(limit)))
 

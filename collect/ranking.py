@@ -21,14 +21,13 @@ from collections.abc import Sequence
 from itertools import combinations
 
 from sqlalchemy import and_, exists, select, update
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from collect.review_policy import ReviewPolicy
-from collect.scheduler import Target, choose_target, prompts_of_both, watched_targets
+from collect.scheduler import Target, choose_target, claim_first, free_ids, prompts_of_both, watched_targets
 from collect.splits import normalize_text
 from db.models import Assignment, Choice, Generation, Pair, Prompt, RankCandidate, Ranking, RankSet, Side, Vote
-from db.session import is_deadlock
 from rewards.ranking import check_k, implied_outcomes
 
 CANDIDATES = 8  # rank sets considered per pick outside the targets
@@ -133,35 +132,19 @@ def _of_versions(new_id: int, old_id: int):
 
 
 def _free(session: Session, stmt, limit: int) -> list[int]:
-    """As ``collect.scheduler._free``, for rank sets: SKIP LOCKED on PostgreSQL, plain on SQLite."""
-    stmt = stmt.order_by(RankSet.id).limit(limit)
-    return list(session.scalars(stmt.with_for_update(skip_locked=True, of=RankSet))) or list(session.scalars(stmt))
+    return free_ids(session, stmt, RankSet.id, limit)
 
 
 def _claim(session: Session, rank_set_ids: Sequence[int], user_id: int, rng: random.Random) -> Assignment | None:
     """Assign the first of ``rank_set_ids`` still free to the reviewer, its display order shuffled for them."""
-    for rank_set_id in rank_set_ids:
-        claim = (update(RankSet).where(RankSet.id == rank_set_id, _is_open())
-                 .values(assigned=RankSet.assigned + 1))
-        try:
-            with session.begin_nested():
-                if session.execute(claim, execution_options={"synchronize_session": False}).rowcount != 1:
-                    continue  # another reviewer took its last place a moment ago
-                k = session.scalar(select(RankSet.k).where(RankSet.id == rank_set_id))
-                order = list(range(k))
-                rng.shuffle(order)
-                assignment = Assignment(rank_set_id=rank_set_id, user_id=user_id, display_order=order)
-                session.add(assignment)
-            return assignment
-        except IntegrityError:
-            continue  # this reviewer's other tab claimed it
-        except OperationalError as exc:
-            if not is_deadlock(exc):
-                raise
-            # concurrent claims locked candidates in opposite orders and PostgreSQL failed this one to break the
-            # cycle; the savepoint keeps the transaction, the other claimant gets this rank set: try the next one
-            continue
-    return None
+
+    def assign(rank_set_id: int) -> Assignment:
+        order = list(range(session.scalar(select(RankSet.k).where(RankSet.id == rank_set_id))))
+        rng.shuffle(order)
+        return Assignment(rank_set_id=rank_set_id, user_id=user_id, display_order=order)
+
+    return claim_first(session, rank_set_ids, lambda rank_set_id: update(RankSet).where(
+        RankSet.id == rank_set_id, _is_open()).values(assigned=RankSet.assigned + 1), assign)
 
 
 def make_more_rank_sets(session: Session, target: Target, policy: ReviewPolicy) -> int:

@@ -24,10 +24,10 @@ import math
 import random
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine, and_, exists, or_, select, update
+from sqlalchemy import Engine, Select, Update, and_, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -212,18 +212,17 @@ def open_assignments(user_id: int, region_ids: tuple[int, ...]):
                    Pair.region_id.in_(region_ids)))
 
 
-def _claim(session: Session, pair_ids: Sequence[int], user_id: int, rng: random.Random,
-           capped: bool = True) -> Assignment | None:
-    """Assign the first of ``pair_ids`` still free to the reviewer (side shown left drawn at random)."""
-    for pair_id in pair_ids:
-        claim = update(Pair).where(Pair.id == pair_id).values(assigned=Pair.assigned + 1)
-        if capped:
-            claim = claim.where(Pair.assigned < Pair.reviews_wanted)
+def claim_first(session: Session, ids: Sequence[int], claim: Callable[[int], Update],
+                assign: Callable[[int], Assignment]) -> Assignment | None:
+    """The reviewer's assignment to the first of ``ids`` whose ``claim(id)`` (a conditional ``UPDATE … SET
+    assigned = assigned + 1``) takes a place, made by ``assign(id)``; None when none is left. Pairs and rank sets
+    are claimed alike, each try in a savepoint."""
+    for item_id in ids:
         try:
             with session.begin_nested():
-                if session.execute(claim, execution_options={"synchronize_session": False}).rowcount != 1:
+                if session.execute(claim(item_id), execution_options={"synchronize_session": False}).rowcount != 1:
                     continue  # another reviewer took its last place a moment ago
-                assignment = Assignment(pair_id=pair_id, user_id=user_id, shown_left=rng.choice([Side.a, Side.b]))
+                assignment = assign(item_id)
                 session.add(assignment)
             return assignment
         except IntegrityError:
@@ -232,18 +231,35 @@ def _claim(session: Session, pair_ids: Sequence[int], user_id: int, rng: random.
             if not is_deadlock(exc):
                 raise
             # concurrent claims locked candidates in opposite orders and PostgreSQL failed this one to break the
-            # cycle; the savepoint keeps the transaction, the other claimant gets this pair: try the next one
+            # cycle; the savepoint keeps the transaction, the other claimant gets this one: try the next
             continue
     return None
 
 
-def _free(session: Session, stmt, limit: int) -> list[int]:
-    """The first ``limit`` ids of ``stmt`` that no other request is claiming right now, locked for this one
-    (PostgreSQL's SKIP LOCKED: concurrent reviewers take different pairs instead of queueing on one row; SQLite,
-    which serialises writers anyway, ignores it). When every candidate is being claimed, they are returned
-    unlocked, and the claim waits for the other request to finish rather than giving up."""
-    stmt = stmt.order_by(Pair.id).limit(limit)
-    return list(session.scalars(stmt.with_for_update(skip_locked=True, of=Pair))) or list(session.scalars(stmt))
+def _claim(session: Session, pair_ids: Sequence[int], user_id: int, rng: random.Random,
+           capped: bool = True) -> Assignment | None:
+    """Assign the first of ``pair_ids`` still free to the reviewer (side shown left drawn at random)."""
+
+    def claim(pair_id: int) -> Update:
+        stmt = update(Pair).where(Pair.id == pair_id).values(assigned=Pair.assigned + 1)
+        return stmt.where(Pair.assigned < Pair.reviews_wanted) if capped else stmt
+
+    return claim_first(session, pair_ids, claim, lambda pair_id: Assignment(
+        pair_id=pair_id, user_id=user_id, shown_left=rng.choice([Side.a, Side.b])))
+
+
+def free_ids(session: Session, stmt: Select, id_column, limit: int) -> list[int]:
+    """The first ``limit`` ids of ``stmt`` (ordered by ``id_column``) that no other request is claiming right now,
+    locked for this one (PostgreSQL's SKIP LOCKED: concurrent reviewers take different items instead of queueing on
+    one row; SQLite, which serialises writers anyway, ignores it). When every candidate is being claimed, they are
+    returned unlocked, and the claim waits for the other request to finish rather than giving up."""
+    stmt = stmt.order_by(id_column).limit(limit)
+    return (list(session.scalars(stmt.with_for_update(skip_locked=True, of=id_column.table)))
+            or list(session.scalars(stmt)))
+
+
+def _free(session: Session, stmt: Select, limit: int) -> list[int]:
+    return free_ids(session, stmt, Pair.id, limit)
 
 
 def _open_of(target: Target):

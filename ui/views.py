@@ -12,15 +12,12 @@ from typing import Any
 
 import altair as alt
 import pandas as pd
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from align.config import STAGE_ORDER
-from align.jobs import UNFINISHED
 from align.registry import list_versions
 from align.reports import jobs_for, region_names, reward_model_text, round_summary, win_rate_rows, win_rate_text
 from align.rounds import POST_STAGES, list_rounds, scope_name
-from db.models import Job
 
 # Material icons (emoji render as empty boxes in headless Chromium)
 STAGE_DONE = ":material/check_circle:"
@@ -45,12 +42,6 @@ def rounds_view(session: Session, limit: int = 20) -> list[dict[str, Any]]:
             row["job"] |= {"log": job.log or "", "error": job.error, "cancel_requested": job.cancel_requested}
         rows.append(row)
     return rows
-
-
-def has_active_round(session: Session) -> bool:
-    """Whether any round has a queued or running job (the page then refreshes itself)."""
-    stmt = select(Job.id).where(Job.round_id.is_not(None), Job.status.in_(UNFINISHED)).limit(1)
-    return session.scalar(stmt) is not None
 
 
 def versions_view(session: Session) -> list[dict[str, Any]]:

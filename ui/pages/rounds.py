@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from align.config import RL_ALGORITHMS, SECTIONS, STAGE_ORDER, RoundConfig, load_config
 from align.jobs import request_cancel
-from align.rounds import queue_resume, queue_round, scope_name
+from align.rounds import has_active_round, queue_resume, queue_round, scope_name
 from collect.auth import CurrentUser
 from collect.overview import region_codes
 from db.errors import AuthError, ConfigError, GeoAlignError, PermissionDenied
@@ -26,7 +26,6 @@ from ui.access import page_user
 from ui.markdown_text import escape_markdown
 from ui.views import (
     age_text,
-    has_active_round,
     history_frame,
     loss_chart,
     metrics_frame,
