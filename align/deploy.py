@@ -12,8 +12,9 @@ from db.lookups import get_region
 from db.models import AuditEvent, Deployment, ModelVersion, VersionStatus
 
 
-def deploy(session: Session, region_code: str, version_name: str, user_id: int | None = None) -> None:
-    """Serve ``version_name`` for ``region_code`` from now on (audited)."""
+def deploy(session: Session, region_code: str, version_name: str, user_id: int | None = None,
+           details: dict | None = None) -> None:
+    """Serve ``version_name`` for ``region_code`` from now on (audited, with ``details`` beside the version)."""
     region = get_region(session, region_code)
     version = session.scalar(select(ModelVersion).where(ModelVersion.name == version_name))
     if version is None:
@@ -26,5 +27,5 @@ def deploy(session: Session, region_code: str, version_name: str, user_id: int |
     else:
         current.model_version_id, current.updated_at = version.id, datetime.now(timezone.utc)
     session.add(AuditEvent(user_id=user_id, action="deploy", entity="region", entity_id=region.id,
-                           details={"version": version_name}))
+                           details={"version": version_name} | (details or {})))
     session.flush()

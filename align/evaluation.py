@@ -15,18 +15,20 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import Engine, insert, select
-from sqlalchemy.orm import Session
+from scipy.special import expit
+from sqlalchemy import Engine, insert, select, update
+from sqlalchemy.orm import Session, aliased
 
 from align.plan import Reporter, RoundPlan
 from collect.pairing import make_pairs
 from collect.prompting import BriefContext, dataset_prompt
-from db.models import Example, Generation, ModelVersion, Prompt, Region, Split
+from db.models import Example, Generation, ModelVersion, Pair, Prompt, Region, Split
 from db.session import session_scope
 from rewards.rules import RegionRules, regional_reward
 from rewards.winrate import outcomes_from_scores, win_rate
@@ -90,13 +92,13 @@ def evaluate_round(engine: Engine, plan: RoundPlan, workdir: Path, adapter: str,
         region_rules = rules.get(row["region"], RegionRules())
         row["rule_scores"] = {label: round(regional_reward(row["outputs"][label], region_rules, row["task_type"]), 4)
                               for label in ("new", "parent", "base")}
-    if reward_model and test:
+    if reward_model and rows:  # every row, not only test: the review pairs carry the scores as predictions
         from rewards.reward_model import RewardScorer  # lazy: torch and transformers, as for align.sampling
 
         scorer = RewardScorer(reward_model)
         for label in ("new", "parent", "base"):
-            scores = scorer.score([r["prompt"] for r in test], [r["outputs"][label] for r in test])
-            for row, score in zip(test, scores, strict=True):
+            scores = scorer.score([r["prompt"] for r in rows], [r["outputs"][label] for r in rows])
+            for row, score in zip(rows, scores, strict=True):
                 row.setdefault("rm_scores", {})[label] = round(score, 4)
 
     judge = _judge(engine, plan.region, report) if test else None
@@ -159,7 +161,14 @@ def _judge(engine: Engine, region: str | None, report: Reporter) -> LocalityJudg
 
 def store_samples_and_pairs(session: Session, evaluation: dict, version: ModelVersion, parent: ModelVersion,
                             base: ModelVersion, plan: RoundPlan) -> dict[str, int]:
-    """Store the evaluation samples as generations and pair new vs parent and new vs base for review."""
+    """Store the evaluation samples as generations and pair new vs parent and new vs base for review.
+
+    The pairs are made in a random order of their prompts, and reviewers are given a comparison's pairs oldest
+    first (``collect.scheduler``), so the pairs that get votes are a simple random sample of the comparison's
+    pairs whenever voting stops. Each pair also carries the round's reward-model prediction (``predict_pairs``):
+    the prediction-powered win-rate (``rewards.ppi``) corrects the predictions of all pairs by their error on the
+    voted ones, which is only unbiased when the voted pairs were drawn like the rest.
+    """
     rows = evaluation["rows"]
     by_label = {"new": version, "parent": parent, "base": base}
     params = evaluation["params"] | {"purpose": f"round {plan.round_id} evaluation"}
@@ -175,10 +184,34 @@ def store_samples_and_pairs(session: Session, evaluation: dict, version: ModelVe
     if values:
         session.execute(insert(Generation), values)
         session.flush()
-    prompt_ids = [r["prompt_id"] for r in rows]
+    prompt_ids = list(dict.fromkeys(r["prompt_id"] for r in rows))
+    random.Random(evaluation["seed"]).shuffle(prompt_ids)
     counts = {"vs_parent": make_pairs(session, prompt_ids, version, parent, round_id=plan.round_id,
                                       seed=evaluation["seed"])}
     if base.id != parent.id:
         counts["vs_base"] = make_pairs(session, prompt_ids, version, base, round_id=plan.round_id,
                                        seed=evaluation["seed"])
+    predict_pairs(session, rows, by_label, plan.round_id)
     return counts
+
+
+def predict_pairs(session: Session, rows: list[dict], by_label: dict[str, ModelVersion], round_id: int) -> int:
+    """Set ``Pair.predicted_a`` on the round's pairs whose two texts the reward model scored: P(A preferred) =
+    sigmoid(score A - score B), the Bradley–Terry reading of a reward model's scores. Returns how many were set."""
+    scores = {(row["prompt_id"], by_label[label].id, row["outputs"][label]): score
+              for row in rows for label, score in row.get("rm_scores", {}).items()}
+    if not scores:
+        return 0
+    gen_a, gen_b = aliased(Generation), aliased(Generation)
+    pairs = session.execute(
+        select(Pair.id, Pair.prompt_id, gen_a.model_version_id, gen_a.text, gen_b.model_version_id, gen_b.text)
+        .join(gen_a, Pair.generation_a_id == gen_a.id).join(gen_b, Pair.generation_b_id == gen_b.id)
+        .where(Pair.round_id == round_id)).all()
+    values = []
+    for pair_id, prompt_id, model_a, text_a, model_b, text_b in pairs:
+        a, b = scores.get((prompt_id, model_a, text_a)), scores.get((prompt_id, model_b, text_b))
+        if a is not None and b is not None:
+            values.append({"id": pair_id, "predicted_a": float(expit(a - b))})
+    if values:
+        session.execute(update(Pair), values)
+    return len(values)

@@ -4,6 +4,7 @@ and ``abtest``.
     geoalign generate --region en-GB-manchester --version all-r1 --input prompts.csv --output out.jsonl
     geoalign keys add cms-manchester --region en-GB-manchester
     geoalign deploy set --region en-GB-manchester --version all-r1
+    geoalign deploy promote --region en-GB-manchester --version en-GB-manchester-r2   # only a decided winner
     geoalign serve --port 8000
     geoalign abtest export --name spring-mcr --region en-GB-manchester --version all-r1 --input briefs.csv \
         --output spring-mcr.csv
@@ -21,8 +22,9 @@ import pandas as pd
 import uvicorn
 
 from align.deploy import deploy
+from align.promotion import promote
 from align.registry import generation_target
-from cli.common import add, add_decoding_arguments, engine, group
+from cli.common import add, add_decoding_arguments, cli_actor, engine, group
 from db.apikeys import create_key, list_keys, revoke_key
 from db.queries import ab_results
 from db.session import session_scope
@@ -161,6 +163,13 @@ def cmd_deploy_set(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_deploy_promote(args: argparse.Namespace) -> int:
+    with session_scope(engine()) as session:
+        verdict = promote(session, cli_actor(session), args.version, args.region)
+    print(f"{args.region} now serves {args.version}: {verdict.text}")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from align.serve import create_app  # lazy: pulls in torch and transformers via align.generate
 
@@ -191,6 +200,13 @@ def register(sub) -> None:
     p.add_argument("name")
     dep = group(sub, "deploy", "which version the generation API serves per region")
     p = add(dep, "set", cmd_deploy_set, "serve a version for a region (running servers switch without a restart)")
+    p.add_argument("--region", required=True)
+    p.add_argument("--version", required=True)
+    p = add(dep, "promote", cmd_deploy_promote, "serve a version that has been decided to beat its parent",
+            "deploy set, gated by the stopping rule: refused, with the reason, unless the version's win-rate over "
+            "its parent in the region has a 95%% lower bound above 50%% (prediction-powered where the round's "
+            "evaluation pairs allow). The audit event records the verdict. The Rounds page's 'Promote to serving' "
+            "runs the same code.")
     p.add_argument("--region", required=True)
     p.add_argument("--version", required=True)
     p = add(sub, "serve", cmd_serve, "run the generation API (FastAPI; docs at /docs)",

@@ -60,6 +60,18 @@ def cmd_stats(args: argparse.Namespace) -> int:
         print(f"win-rates ({region}; ties count half, both_bad shown apart, 95% CI)")
         print(d.win_rates[["region", "version", "opponent", "opponent_version", "n", "both_bad", "rate", "low",
                            "high"]].to_string(index=False) if not d.win_rates.empty else "  none")
+        print(f"\nprediction-powered win-rates ({region}; the round's reward model on every evaluation pair, "
+              "corrected by the votes on a random sample of them: PPI++, 95% CI)")
+        print(d.predicted[["region", "version", "opponent", "n", "n_unlabelled", "rate", "low", "high",
+                           "human_rate", "human_low", "human_high", "effective_votes"]]
+              .rename(columns={"n": "voted", "n_unlabelled": "predicted_only", "effective_votes": "worth_votes"})
+              .to_string(index=False) if not d.predicted.empty else
+              "  none (needs a round's evaluation pairs with 10 or more votes)")
+        print(f"\nstopping rule ({region}; the newest versions vs their parent and base, ±5 points wanted)")
+        for _, row in d.decisions.iterrows():
+            print(f"  {row['region']:22} {row['version']} vs {row['opponent']}: {row['verdict']} [{row['source']}]")
+        if d.decisions.empty:
+            print("  none")
         print(f"\nBradley–Terry leaderboard ({region}; base = 1000, bootstrap 95% CI)")
         print(d.leaderboard[["rank", "version", "rating", "low", "high", "games"]].to_string(index=False)
               if not d.leaderboard.empty else "  none")
@@ -89,10 +101,14 @@ def register(sub) -> None:
     p.add_argument("--limit", type=int, default=1000, help="votes per region at most")
     p.add_argument("--seed", type=int, default=0, help="seed for simulated review times")
 
-    p = add(sub, "stats", cmd_stats, "win-rates vs base and parent, Bradley–Terry leaderboard, flagged reviewers",
+    p = add(sub, "stats", cmd_stats, "win-rates vs base and parent, whether each is decided, leaderboard, "
+            "flagged reviewers",
             "The leads' dashboard figures in the terminal: each version's win-rate against the base and its "
-            "parent with 95% CIs, the Bradley–Terry leaderboard with bootstrap CIs, and reviewers flagged by the "
-            "quality checks. --out writes every dashboard table as CSV.")
+            "parent with 95% CIs, human votes only and prediction-powered (the round's reward model on every "
+            "evaluation pair, corrected by the votes: PPI++) with the votes it is worth, the stopping rule's "
+            "verdict per watched comparison (decided, or about how many more votes to +/-5 points), the "
+            "Bradley–Terry leaderboard with bootstrap CIs, and reviewers flagged by the quality checks. --out "
+            "writes every dashboard table as CSV.")
     p.add_argument("--region", help="region code (default: all regions together)")
     p.add_argument("--out", help="folder to write every table as CSV")
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the rating CIs")

@@ -7,8 +7,10 @@ The policy, in order:
 2. with probability ``gold_rate``, a gold pair (known answer) they have not seen;
 3. a *target* comparison of one of their regions — the newest version vs its base and vs its parent, the win-rates
    leads watch — drawn with probability proportional to how much one more vote narrows its 95% interval (targets
-   already within the wanted half-width weigh a tenth), as Chatbot Arena's active sampling does; then an open pair
-   of that comparison the reviewer has never seen, made from stored generations when none is left;
+   already within the wanted half-width weigh a tenth, decided ones nothing: the stopping rule), as Chatbot
+   Arena's active sampling does; then the oldest open pair of that comparison the reviewer has never seen, made
+   from stored generations when none is left. A round makes its pairs in a random order of prompts, so oldest
+   first keeps the voted pairs a random sample of them (what ``rewards.ppi`` needs);
 4. any other open pair in their regions, oldest first (e.g. self-pairs that only train the reward model).
 
 A pair is claimed with one conditional update (``assigned < reviews_wanted``), so it never gets more reviewers than
@@ -24,7 +26,7 @@ import math
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, Select, Update, and_, exists, or_, select, update
@@ -33,9 +35,10 @@ from sqlalchemy.orm import Session
 
 from collect.pairing import make_pairs, pairs_per_prompt
 from collect.review_policy import ReviewPolicy
-from db import rollups
+from db import queries, rollups
 from db.models import Assignment, Generation, ModelVersion, Pair, Prompt, Side, VersionStatus, Vote
 from db.session import is_deadlock, is_disconnect
+from rewards.decisions import Evidence, comparison_ppi, evidence
 from rewards.winrate import half_width as ci_half_width
 
 log = logging.getLogger(__name__)
@@ -57,6 +60,7 @@ class Target:
     ties: float = 0.0
     losses: float = 0.0
     pending: int = 0  # assignments made since the counts were read, whose votes are yet to come
+    decided: bool = False  # its 95% interval excludes 50% (prediction-powered where it can be): no more votes
     exhausted_until: float = 0.0  # no open pair and none could be made: skip until then
 
     @property
@@ -78,8 +82,10 @@ def one_vote_gain(target: Target) -> float:
 
 
 def choose_target(targets: Sequence[Target], rng: random.Random, goal: float = 0.05) -> Target | None:
-    """Draw a target with probability proportional to its one-vote gain (a tenth for those already within ``goal``)."""
-    weights = [one_vote_gain(t) * (DONE_WEIGHT if t.half_width() <= goal else 1.0) for t in targets]
+    """Draw a target with probability proportional to its one-vote gain (a tenth for those already within ``goal``,
+    none for decided ones: the stopping rule of ``rewards.decisions``)."""
+    weights = [0.0 if t.decided else one_vote_gain(t) * (DONE_WEIGHT if t.half_width() <= goal else 1.0)
+               for t in targets]
     if not targets or sum(weights) <= 0:
         return None
     return rng.choices(list(targets), weights=weights, k=1)[0]
@@ -129,9 +135,16 @@ def read_targets(session: Session, region_id: int) -> list[Target]:
                                                     Pair.model_b_id == y).limit(1)) is not None
                for x, y in ((a, b), (b, a))):  # one orientation per lookup: each is an ix_pairs_comparison probe
             present.add((a, b))
-    targets = {key: wanted[key] for key in present}
-    for ma, mb, choice, n in rollups.comparison_totals(session, region_id, list(targets)):
-        t = targets[(ma, mb)] if (ma, mb) in targets else targets[(mb, ma)]
+    return count_votes(session, [wanted[key] for key in present])
+
+
+def count_votes(session: Session, targets: list[Target]) -> list[Target]:
+    """``targets`` (all of one region) with their vote counts, from new's side, and whether each is decided."""
+    if not targets:
+        return targets
+    by_key = {(t.new_id, t.old_id): t for t in targets}
+    for ma, mb, choice, n in rollups.comparison_totals(session, targets[0].region_id, list(by_key)):
+        t = by_key[(ma, mb)] if (ma, mb) in by_key else by_key[(mb, ma)]
         if choice == "both_bad":
             continue  # says nothing about which is better
         winner = {"a": ma, "b": mb}.get(choice)
@@ -141,7 +154,18 @@ def read_targets(session: Session, region_id: int) -> list[Target]:
             t.wins += n
         else:
             t.losses += n
-    return list(targets.values())
+    for t in targets:
+        ev = target_evidence(session, t)
+        t.decided = ev is not None and (ev.low > 0.5 or ev.high < 0.5)
+    return targets
+
+
+def target_evidence(session: Session, target: Target) -> Evidence | None:
+    """The interval leads see for a counted target (``rewards.decisions.evidence``): prediction-powered over the
+    comparison's evaluation pairs where enough of them are voted, else the votes' own; None before any vote."""
+    pairs = queries.predicted_pairs(session, target.region_id, (target.new_id, target.old_id))
+    ppi = comparison_ppi(pairs, target.new_id) if not pairs.empty else None
+    return evidence(target.wins, target.ties, target.losses, ppi)
 
 
 def _refresh(engine: Engine, key: tuple[str, int], lock: threading.Lock) -> None:
@@ -269,6 +293,13 @@ def _open_of(target: Target):
             for a, b in ((target.new_id, target.old_id), (target.old_id, target.new_id))]
 
 
+def _not_of(targets: Iterable[Target]) -> list:
+    """Conditions leaving out the pairs of ``targets`` (either orientation) in their regions."""
+    return [~and_(Pair.region_id == t.region_id, or_(*(and_(Pair.model_a_id == a, Pair.model_b_id == b)
+                                                        for a, b in ((t.new_id, t.old_id), (t.old_id, t.new_id)))))
+            for t in targets]
+
+
 def _target_pairs(session: Session, target: Target, user_id: int) -> list[int]:
     """The oldest free open pair of the target in each orientation that the reviewer has never seen."""
     return sorted(i for stmt in _open_of(target) for i in _free(session, stmt.where(_not_seen_by(user_id)), 1))
@@ -342,8 +373,10 @@ def next_assignment(session: Session, user_id: int, region_ids: tuple[int, ...],
             return assignment
         targets.remove(target)
 
+    done = _not_of(t for t in watched_targets(session, region_ids, policy) if t.decided)
     for _ in range(3):  # pairs outside the targets, oldest first
-        ids = _free(session, select(Pair.id).where(Pair.region_id.in_(region_ids), _is_open(), seen), CANDIDATES)
+        ids = _free(session, select(Pair.id).where(Pair.region_id.in_(region_ids), _is_open(), seen, *done),
+                    CANDIDATES)
         if not ids:
             break
         if (assignment := _claim(session, ids, user_id, rng)) is not None:

@@ -324,6 +324,9 @@ class Pair(Base):
     # set on the pairs a rank set implies (reviews_wanted 0, so never offered for pairwise review): the votes a
     # ranking expands to are stored on them, and every vote consumer reads them like any other pair's
     rank_set_id: Mapped[int | None] = mapped_column(ForeignKey("rank_sets.id", ondelete="CASCADE"))
+    # the probability that reviewers prefer A, by the reward model of the round that made the pair (evaluation
+    # pairs only): every pair has one, voted or not, which is what prediction-powered win-rates need
+    predicted_a: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     prompt: Mapped[Prompt] = relationship(lazy="joined")
@@ -335,6 +338,7 @@ class Pair(Base):
         Index("uq_pairs_generations", "generation_a_id", "generation_b_id", unique=True, **partial(PAIRWISE_PAIR)),
         UniqueConstraint("rank_set_id", "generation_a_id", "generation_b_id"),
         CheckConstraint("generation_a_id <> generation_b_id", name="distinct_generations"),
+        CheckConstraint("predicted_a IS NULL OR (predicted_a >= 0 AND predicted_a <= 1)", name="predicted_a"),
         Index("ix_pairs_region_created", "region_id", "created_at"),
         # the scheduler's hot path: open pairs of one comparison in one region (a small slice of all pairs)
         Index("ix_pairs_comparison", "region_id", "model_a_id", "model_b_id"),

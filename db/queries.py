@@ -15,6 +15,7 @@ from db import rollups
 from db.models import (
     AbTest,
     AbVariant,
+    Choice,
     JobStatus,
     ModelVersion,
     Pair,
@@ -254,3 +255,29 @@ def ab_results(session: Session) -> pd.DataFrame:
         .where(AbVariant.impressions.is_not(None)).order_by(AbTest.id, AbVariant.id)).all()
     return pd.DataFrame(rows, columns=["test", "region", "generic_version", "tuned_version", "row_key", "arm",
                                        "impressions", "clicks", "conversions"])
+
+
+PREDICTED_COLUMNS = ["region", "pair_id", "model_a", "model_b", "predicted_a", "a", "b", "tie", "both_bad"]
+
+
+def predicted_pairs(session: Session, region_id: int | None = None,
+                    versions: tuple[int, int] | None = None) -> pd.DataFrame:
+    """Every pair with a reward-model prediction (evaluation pairs), voted or not, with its summed vote weights per
+    choice (zeros for an unvoted pair): the input of ``rewards.ppi``. Optionally one region and one comparison
+    (``versions``, in either orientation)."""
+    choice_sum = {c: func.coalesce(func.sum(case((Vote.choice == Choice(c), Vote.weight), else_=0.0)), 0.0).label(c)
+                  for c in CHOICES}
+    stmt = (select(Region.code, Pair.id, Pair.model_a_id, Pair.model_b_id, Pair.predicted_a, *choice_sum.values())
+            .join(Region, Pair.region_id == Region.id).outerjoin(Vote, Vote.pair_id == Pair.id)
+            .where(Pair.predicted_a.is_not(None), ~Pair.is_gold, Pair.rank_set_id.is_(None))
+            .group_by(Region.code, Pair.id, Pair.model_a_id, Pair.model_b_id, Pair.predicted_a))
+    if region_id is not None:
+        stmt = stmt.where(Pair.region_id == region_id)
+    if versions is not None:
+        x, y = versions
+        stmt = stmt.where(((Pair.model_a_id == x) & (Pair.model_b_id == y))
+                          | ((Pair.model_a_id == y) & (Pair.model_b_id == x)))
+    rows = session.execute(stmt.order_by(Pair.id)).all()
+    frame = pd.DataFrame([tuple(r) for r in rows], columns=PREDICTED_COLUMNS)
+    return frame.astype({"pair_id": "int64", "model_a": "int64", "model_b": "int64", "predicted_a": "float64"}
+                        | {c: "float64" for c in CHOICES})

@@ -1,5 +1,6 @@
-"""What the leads' dashboard shows, computed without Streamlit: win-rates, ratings, throughput, agreement,
-reviewer quality, reason tags, reward-model drift and the lift of A/B tests in live campaigns.
+"""What the leads' dashboard shows, computed without Streamlit: win-rates (human-only and prediction-powered) with
+the stopping rule's verdicts, ratings, throughput, agreement, reviewer quality, reason tags, reward-model drift and
+the lift of A/B tests in live campaigns.
 
 ``load_dashboard`` runs a few grouped queries (``db.queries``) and the statistics in ``rewards.ratings`` and
 ``rewards.quality``; ``Dashboard.region(code)`` narrows every table to one region. The page (``ui/pages/dashboard.py``)
@@ -18,13 +19,15 @@ from sqlalchemy.orm import Session
 from db import queries, rollups
 from db.errors import AuthError, PermissionDenied
 from db.queries import ALL_REGIONS
+from rewards.decisions import DECISION_COLUMNS, PREDICTED_COLUMNS, decisions, prediction_powered_win_rates
 from rewards.lift import COLUMNS as LIFT_COLUMNS
 from rewards.lift import lift_table
 from rewards.quality import agreement, position_bias_from, reviewer_quality_from
 from rewards.ratings import bradley_terry, version_win_rates
 
 BOOTSTRAP_RESAMPLES = 200
-WITH_ALL_REGIONS_ROWS = ("win_rates", "weekly", "leaderboard", "agreement")  # statistics also computed across regions
+# statistics also computed across regions
+WITH_ALL_REGIONS_ROWS = ("win_rates", "weekly", "leaderboard", "agreement", "predicted", "decisions")
 
 
 @dataclass
@@ -39,6 +42,9 @@ class Dashboard:
     tags: pd.DataFrame  # reason tags per region and preferred version
     reward_model: pd.DataFrame  # reward-model accuracy per round and its drift on the newest votes
     abtests: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=LIFT_COLUMNS))  # campaign lift
+    # prediction-powered win-rates (reward-model predictions corrected by the votes) and the stopping rule's verdicts
+    predicted: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=PREDICTED_COLUMNS))
+    decisions: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=DECISION_COLUMNS))
     position: dict = field(default_factory=dict)  # overall left/right bias
     timings: dict[str, float] = field(default_factory=dict)  # seconds per part, for the bench
 
@@ -124,9 +130,12 @@ def load_dashboard(session: Session, viewer: Viewer | None, n_boot: int = BOOTST
     tag_counts = timed("query_tags", queries.reason_tag_counts, session)
     rm = timed("query_rounds", queries.round_metrics, session)
     abtests = timed("abtests", lambda: lift_table(queries.ab_results(session)))
+    predicted_pairs = timed("query_predicted", queries.predicted_pairs, session)
 
     win_rates = timed("win_rates", version_win_rates, counts, versions)
     weekly = timed("weekly", version_win_rates, counts, versions, by="week")
+    predicted = timed("prediction_powered", prediction_powered_win_rates, predicted_pairs, versions)
+    verdicts = decisions(win_rates, predicted, versions)
     leaderboard = timed("bradley_terry", bradley_terry, counts, versions, n_boot=n_boot, seed=seed)
     agree = timed("agreement", agreement, shared)
     reviewers = timed("reviewers", reviewer_quality_from, activity, medians, shared)
@@ -141,5 +150,6 @@ def load_dashboard(session: Session, viewer: Viewer | None, n_boot: int = BOOTST
     timings["total"] = sum(timings.values())
     return Dashboard(win_rates=win_rates, weekly=weekly, leaderboard=leaderboard, votes_daily=daily,
                      votes_by_reviewer=by_reviewer, agreement=agree, reviewers=reviewers, tags=tags,
-                     reward_model=rm, abtests=abtests, position=position, timings=timings)
+                     reward_model=rm, abtests=abtests, predicted=predicted, decisions=verdicts, position=position,
+                     timings=timings)
 

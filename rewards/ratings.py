@@ -81,7 +81,7 @@ def _region_sort(frame: pd.DataFrame, then: list[str], ascending: list[bool] | N
     return order.drop(columns="_pooled").reset_index(drop=True)
 
 
-def _matchups(versions: pd.DataFrame) -> pd.DataFrame:
+def matchups(versions: pd.DataFrame) -> pd.DataFrame:
     """Every (non-base version, opponent kind, opponent id) a lead wants a win-rate for."""
     names = dict(zip(versions["id"].astype("int64"), versions["name"], strict=True))
     derived = versions[versions["id"] != versions["base_id"]]
@@ -113,13 +113,13 @@ def version_win_rates(counts: pd.DataFrame, versions: pd.DataFrame, by: str | No
     if by is not None and by not in counts.columns:
         raise ValueError(f"by must be None or a column of counts ({', '.join(counts.columns)}), got {by!r}")
     columns = WIN_RATE_COLUMNS[:1] + keys + WIN_RATE_COLUMNS[1:]
-    matchups = _matchups(versions)
-    if counts.empty or matchups.empty:
+    wanted = matchups(versions)
+    if counts.empty or wanted.empty:
         return pd.DataFrame(columns=columns)
     cells = _with_all_regions(_canonical(counts), keys)
-    matchups["model_a"] = np.minimum(matchups["version_id"], matchups["opponent_id"])
-    matchups["model_b"] = np.maximum(matchups["version_id"], matchups["opponent_id"])
-    rows = matchups.merge(cells, on=["model_a", "model_b"], how="inner")
+    wanted["model_a"] = np.minimum(wanted["version_id"], wanted["opponent_id"])
+    wanted["model_b"] = np.maximum(wanted["version_id"], wanted["opponent_id"])
+    rows = wanted.merge(cells, on=["model_a", "model_b"], how="inner")
     first = rows["version_id"] == rows["model_a"]
     rows["wins"] = rows["a_wins"].where(first, rows["b_wins"]).astype("float64")
     rows["losses"] = rows["b_wins"].where(first, rows["a_wins"]).astype("float64")

@@ -136,6 +136,7 @@ def test_full_round_publishes_a_version_and_new_pairs(round_env, monkeypatch):
 
         pairs = s.scalars(select(Pair).where(Pair.round_id == round_id)).all()
         assert pairs and all(version.id in (p.model_a_id, p.model_b_id) for p in pairs)
+        assert all(0 <= p.predicted_a <= 1 for p in pairs)  # the round's reward model predicted every one
         splits = set(s.scalars(select(Prompt.split).where(Prompt.id.in_([p.prompt_id for p in pairs]))))
         assert splits == {Split.train, Split.val, Split.test}  # val pairs: next round's validation votes
 

@@ -37,6 +37,7 @@ def rounds_view(session: Session, limit: int = 20) -> list[dict[str, Any]]:
         job = jobs.get(rnd.id)
         row = round_summary(rnd, job)
         row["scope"] = scope_name(codes.get(rnd.region_id) if rnd.region_id else None)
+        row["region"] = codes.get(rnd.region_id) if rnd.region_id else None
         row["stages"] = row["stages"] or list(STAGE_ORDER)  # a config without round.stages runs them all
         if job is not None:
             row["job"] |= {"log": job.log or "", "error": job.error, "cancel_requested": job.cancel_requested}
@@ -171,6 +172,36 @@ def win_rate_by_round_chart(win_rates: pd.DataFrame) -> alt.Chart:
                  alt.Tooltip("low:Q", format=".2f"), alt.Tooltip("high:Q", format=".2f"), "n", "both_bad"])
     even = alt.Chart(pd.DataFrame({"y": [0.5]})).mark_rule(strokeDash=[4, 4], color="gray").encode(y="y:Q")
     return (band + points + even).properties(height=320)
+
+
+def predicted_frame(predicted: pd.DataFrame) -> pd.DataFrame:
+    """Prediction-powered rows in long form for the chart: one row per comparison and estimate (human votes only,
+    prediction-powered), with rate, low, high and the votes it is worth."""
+    if predicted.empty:
+        return pd.DataFrame(columns=["comparison", "estimate", "rate", "low", "high", "votes"])
+    label = predicted["version"] + " vs " + predicted["opponent"]
+    human = pd.DataFrame({"comparison": label, "estimate": "human votes only", "rate": predicted["human_rate"],
+                          "low": predicted["human_low"], "high": predicted["human_high"], "votes": predicted["n"]})
+    ppi = pd.DataFrame({"comparison": label, "estimate": "prediction-powered", "rate": predicted["rate"],
+                        "low": predicted["low"], "high": predicted["high"], "votes": predicted["effective_votes"]})
+    return pd.concat([human, ppi], ignore_index=True)
+
+
+def predicted_chart(predicted: pd.DataFrame) -> alt.Chart:
+    """Per comparison, the human-only 95% interval beside the prediction-powered one: how much narrower the reward
+    model's predictions make it, at the same votes."""
+    data = predicted_frame(predicted)
+    y = alt.Y("comparison:N", title=None, axis=alt.Axis(labelLimit=240))
+    color = alt.Color("estimate:N", title=None, scale=alt.Scale(domain=["human votes only", "prediction-powered"]))
+    band = alt.Chart(data).mark_rule(strokeWidth=4, opacity=0.6).encode(
+        x=alt.X("low:Q", title="win-rate, 95% interval", scale=alt.Scale(domain=[0, 1])), x2="high:Q", y=y,
+        color=color, yOffset="estimate:N")
+    points = alt.Chart(data).mark_point(filled=True, size=70).encode(
+        x="rate:Q", y=y, color=color, yOffset="estimate:N",
+        tooltip=["comparison", "estimate", alt.Tooltip("rate:Q", format=".2f"), alt.Tooltip("low:Q", format=".2f"),
+                 alt.Tooltip("high:Q", format=".2f"), alt.Tooltip("votes:Q", format=".0f", title="worth votes")])
+    even = alt.Chart(pd.DataFrame({"x": [0.5]})).mark_rule(strokeDash=[4, 4], color="gray").encode(x="x:Q")
+    return (band + points + even).properties(height=max(120, 60 * data["comparison"].nunique()))
 
 
 def win_rate_over_time_chart(weekly: pd.DataFrame, opponent: str = "base") -> alt.Chart:

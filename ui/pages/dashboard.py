@@ -15,6 +15,7 @@ from ui.markdown_text import escape_markdown
 from ui.views import (
     leaderboard_chart,
     lift_chart,
+    predicted_chart,
     reward_model_chart,
     tags_chart,
     votes_per_day_chart,
@@ -82,6 +83,26 @@ def _headline(d: Dashboard) -> None:
               help="Krippendorff's alpha on pairs judged by several reviewers; 1 = perfect, 0 = chance")
 
 
+def _decisions(d: Dashboard) -> None:
+    """The stopping rule, one line per watched comparison: decided, or about how many more votes."""
+    st.subheader("Did it win?")
+    if d.decisions.empty:
+        st.caption("No votes yet on the newest versions against their parent or base.")
+        return
+    for _, row in d.decisions.iterrows():
+        where = "" if row["region"] == ALL_REGIONS else f"{row['region']} · "
+        text = escape_markdown(f"{where}{row['verdict']}") + f" · {row['source']}"
+        if row["decided"] and row["winner"] == "new":
+            st.success(text, icon=":material/check_circle:")
+        elif row["decided"]:
+            st.error(text, icon=":material/cancel:")
+        else:
+            st.info(text, icon=":material/hourglass_top:")
+    st.caption("Decided: the 95% interval of the win-rate excludes 50%. Otherwise, the votes still needed for a "
+               "±5-point interval at the current variance; the scheduler stops sending decided comparisons to "
+               "reviewers, and the Rounds page promotes a decided winner to serving.")
+
+
 def render() -> None:
     viewer = page_user("dashboard")
     st.title("Dashboard")
@@ -101,6 +122,7 @@ def render() -> None:
     wins, ratings, throughput, reviewers, reasons, reward, campaigns = st.tabs(
         ["Win-rates", "Leaderboard", "Throughput", "Reviewers", "Reasons", "Reward model", "A/B tests"])
     with wins:
+        _decisions(d)
         st.subheader("Win-rate of each version vs the base and vs its parent")
         st.caption("Human votes only; ties count half; “both bad” is left out of the rate and counted beside it. "
                    "Bars are 95% confidence intervals; above the dashed line the version is preferred.")
@@ -112,6 +134,14 @@ def render() -> None:
             st.altair_chart(win_rate_over_time_chart(d.weekly, opponent), width="stretch")
             _table(d.win_rates, "win_rates", region, "")
             _download(d.weekly, "weekly_win_rates", region)
+        st.subheader("Prediction-powered win-rates")
+        st.caption("The round's reward model predicts every evaluation pair; the votes on a random sample of them "
+                   "correct its bias (PPI++), so the interval is valid whatever the model's quality and narrower "
+                   "the more it agrees with reviewers. “Worth votes”: human votes alone would need that many for "
+                   "an interval this narrow.")
+        _charted(d.predicted, predicted_chart, "predicted", region,
+                 "None yet: it needs a round's evaluation pairs (which carry the reward model's predictions) with "
+                 "10 or more votes.")
     with ratings:
         st.subheader("Bradley–Terry leaderboard")
         st.caption("All versions on one scale from every comparison (base = 1000; +100 ≈ 64% expected win-rate), "

@@ -1,5 +1,6 @@
 """The Rounds page: queue an alignment round, follow it (stages, progress, loss curves, log), cancel or resume it,
-and browse the model versions rounds published, with their win-rates and lineage.
+promote a decided winner to serving, and browse the model versions rounds published, with their win-rates and
+lineage.
 
 The page only reads and queues; a worker (``geoalign worker``) runs the rounds. Its rows, frames, text and charts
 come from ``ui/views.py``; those and the form's ``build_config`` are tested without Streamlit.
@@ -17,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from align.config import RL_ALGORITHMS, SECTIONS, STAGE_ORDER, RoundConfig, load_config
 from align.jobs import request_cancel
+from align.promotion import promote
 from align.rounds import has_active_round, queue_resume, queue_round, scope_name
 from collect.auth import CurrentUser
 from collect.overview import region_codes
@@ -98,6 +100,31 @@ def _resume(round_id: int, label: str) -> None:
          f"{label} queued again; it continues after its last completed stage.")
 
 
+def _promote(version: str, region_key: str) -> None:
+    region = st.session_state.get(region_key)
+    if not region:
+        st.session_state[NOTICE_KEY] = ("error", "Choose the region to serve it in first.")
+        return
+    _act(lambda s, u: promote(s, u, version, region),
+         f"{region} now serves {version}: the votes decided it beats its parent (running servers switch at their "
+         "next request).")
+
+
+def _promotion(row: dict[str, Any], codes: list[str], buttons) -> None:
+    """Promote to serving, for a round that published a policy: allowed once its version is decided to beat its
+    parent in the region (``align.promotion``); refused with the reason until then."""
+    version = row["metrics"]["version"]
+    key = f"rounds_promote_region_{row['id']}"
+    if row["region"]:
+        st.session_state[key] = row["region"]
+    else:
+        st.selectbox("Serve in", codes, key=key, index=None, placeholder="region to serve it in")
+    buttons.button("Promote", key=f"rounds_promote_{row['id']}", icon=":material/rocket_launch:",
+                   on_click=_promote, args=(version, key),
+                   help=f"Promote to serving: the generation API serves {version} from now on, once the votes "
+                        "have decided it beats its parent (Dashboard, Win-rates: the stopping rule).")
+
+
 def _queue(user: CurrentUser, region: str | None, stages: list[str], rl_algorithm: str, text: str) -> None:
     try:
         with st.spinner("Checking the config…"):
@@ -142,7 +169,7 @@ def render_start(user: CurrentUser) -> None:
         _queue(user, region, stages, rl_algorithm, text)
 
 
-def _round_card(row: dict[str, Any]) -> None:
+def _round_card(row: dict[str, Any], codes: list[str]) -> None:
     job = row["job"]
     progress = (job or {}).get("progress") or {}
     job_status = (job or {}).get("status")
@@ -187,6 +214,8 @@ def _round_card(row: dict[str, Any]) -> None:
                 st.code(log_tail(job["log"]), language=None)
         if live and not job.get("cancel_requested"):
             buttons.button("Cancel", key=f"rounds_cancel_{job['id']}", on_click=_cancel, args=(job["id"], label))
+        if row["status"] == "succeeded" and row["metrics"].get("version") and not row["metrics"].get("reward_only"):
+            _promotion(row, codes, buttons)
         if row["status"] in ("failed", "cancelled") and not live:
             buttons.button("Resume", key=f"rounds_resume_{row['id']}", on_click=_resume, args=(row["id"], label),
                            help="Queue it again; it continues after its last completed stage.")
@@ -198,13 +227,14 @@ def _rounds_list(refreshing: bool) -> None:
             # a round started or ended since the page was drawn: redraw it all (refresh period, new versions)
             st.rerun()
         rows = rounds_view(session, ROUNDS_SHOWN)
+        codes = region_codes(session)
     if notice := st.session_state.pop(NOTICE_KEY, None):
         (st.error if notice[0] == "error" else st.success)(notice[1])
     if not rows:
         st.info("No rounds yet — start one above.")
         return
     for row in rows:
-        _round_card(row)
+        _round_card(row, codes)
 
 
 def render_rounds() -> None:
