@@ -293,6 +293,8 @@ ALL_REGIONS_ROUND = {"postgresql": "region_id IS NULL", "sqlite": "region_id IS 
 RANKING_VOTE = {"postgresql": "ranking_id IS NOT NULL", "sqlite": "ranking_id IS NOT NULL"}
 SHARED_PAIR = {"postgresql": "assigned >= 2", "sqlite": "assigned >= 2"}  # judged by several: agreement
 PAIRWISE_PAIR = {"postgresql": "rank_set_id IS NULL", "sqlite": "rank_set_id IS NULL"}
+# evaluation pairs with a reward-model prediction: a few thousand among millions, read by the Dashboard and scheduler
+PREDICTED_PAIR = {"postgresql": "predicted_a IS NOT NULL", "sqlite": "predicted_a IS NOT NULL"}
 OPEN_RANK_SET = {"postgresql": "assigned < reviews_wanted", "sqlite": "assigned < reviews_wanted"}
 
 
@@ -346,6 +348,7 @@ class Pair(Base):
         Index("ix_pairs_open_oldest", "region_id", "id", **partial(OPEN_PAIR)),
         Index("ix_pairs_gold", "region_id", "id", **partial(GOLD_PAIR)),
         Index("ix_pairs_shared", "id", **partial(SHARED_PAIR)),
+        Index("ix_pairs_predicted", "region_id", "model_a_id", "model_b_id", **partial(PREDICTED_PAIR)),
     )
 
 
