@@ -1,6 +1,7 @@
 """Prediction-powered win-rates from the database, the stopping rule on the Dashboard, in `geoalign stats` and in
 the scheduler, and gated promotion to serving (domain, CLI and the Rounds page)."""
 
+import json
 import random
 
 import numpy as np
@@ -100,6 +101,26 @@ def test_dashboard_shows_prediction_powered_rates_beside_human_ones(loaded):
     assert verdicts.loc["parent", "source"] == "prediction-powered"
     assert "base" not in verdicts.index  # no votes on v2 vs base yet: nothing to say
     assert set(d.decisions["version"]) == {"v2"}  # only the newest version is watched
+
+
+def test_dashboard_page_opens_with_the_verdicts_and_charts_both_intervals(loaded):
+    from tests.test_dashboard import _page as dashboard_page
+
+    ids = _lineage(loaded)
+    _predict(loaded, ids, "v2", "v1", 0.9)
+    rev = login_as(loaded, "rev", regions=[REGION])
+    cast(loaded, rev, ids, "v2", "v1", ["win"] * 14 + ["loss"] * 2)
+    cast(loaded, rev, ids, "v2", "base", ["win", "loss", "tie"])
+    at = dashboard_page(loaded).run()
+    assert not at.exception
+    shown = {kind: [e.value.replace("\\", "") for e in getattr(at, kind)] for kind in ("success", "info")}  # unescaped
+    assert any(text.startswith("decided: v2 beats its parent v1") for text in shown["success"])
+    assert any(text.endswith("more votes to ±5 points · human votes") for text in shown["info"])  # v2 vs base: 3 votes
+    charts = [json.loads(c.proto.spec) for c in at.get("vega_lite_chart")]
+    estimates = [layer for chart in charts for layer in chart.get("layer", [])
+                 if layer["encoding"].get("color", {}).get("field") == "estimate"]
+    assert estimates, "no chart of human-only vs prediction-powered intervals"
+    assert "Download predicted (CSV)" in [b.label for b in at.get("download_button")]
 
 
 def test_decisions_use_the_human_interval_until_enough_predicted_pairs_are_voted(loaded):
