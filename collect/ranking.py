@@ -172,8 +172,8 @@ def next_rank_assignment(session: Session, user_id: int, region_ids: tuple[int, 
                          rng: random.Random | None = None, policy: ReviewPolicy | None = None) -> Assignment | None:
     """The rank set to show now (rank mode of ``collect.scheduler.next_assignment``), creating one if needed:
     the reviewer's open one; else one of a watched comparison drawn as for pairs (new sets made from stored
-    generations when it has none left); else any open one in their regions, oldest first. None when nothing can be
-    ranked (the caller then falls back to pairwise review)."""
+    generations when it has none left); else any open one in their regions, oldest first; never one of a decided
+    comparison. None when nothing can be ranked (the caller then falls back to pairwise review)."""
     if not region_ids:
         return None
     current = session.scalar(open_rank_assignments(user_id, region_ids)
@@ -198,8 +198,10 @@ def next_rank_assignment(session: Session, user_id: int, region_ids: tuple[int, 
             target.pending += 1
             return assignment
         targets.remove(target)
+    decided = [~and_(RankSet.region_id == t.region_id, _of_versions(t.new_id, t.old_id))
+               for t in watched_targets(session, region_ids, policy) if t.decided]  # the stopping rule
     ids = _free(session, select(RankSet.id).where(RankSet.region_id.in_(region_ids), RankSet.k == policy.rank_k,
-                                                  _is_open(), seen), CANDIDATES)
+                                                  _is_open(), seen, *decided), CANDIDATES)
     return _claim(session, ids, user_id, rng)
 
 

@@ -175,6 +175,26 @@ def test_the_scheduler_stops_sending_a_decided_comparison(loaded):
     assert frozenset((ids["v2"], ids["base"])) in served
 
 
+def test_rank_mode_stops_offering_rank_sets_of_decided_comparisons(loaded):
+    from collect.ranking import make_more_rank_sets, next_rank_assignment
+    from tests.test_ranking import RANK3
+
+    ids = _lineage(loaded)
+    with session_scope(loaded) as s:
+        for target in read_targets(s, ids["region"]):
+            assert make_more_rank_sets(s, target, RANK3) > 0  # open rank sets of both comparisons
+    first = login_as(loaded, "first", regions=[REGION])
+    with session_scope(loaded) as s:
+        assert next_rank_assignment(s, first.id, first.region_ids, policy=RANK3) is not None  # undecided: served
+    rev = login_as(loaded, "rev", regions=[REGION])
+    cast(loaded, rev, ids, "v2", "v1", ["win"] * 10)
+    cast(loaded, rev, ids, "v2", "base", ["loss"] * 10)
+    later = login_as(loaded, "later", regions=[REGION])
+    with session_scope(loaded) as s:
+        assert all(t.decided for t in read_targets(s, ids["region"]))
+        assert next_rank_assignment(s, later.id, later.region_ids, policy=RANK3) is None  # open, but decided
+
+
 # ------------------------------------------------------------------------------------------- promotion
 
 
