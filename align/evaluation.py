@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy.special import expit
 from sqlalchemy import Engine, insert, select, update
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from align.plan import Reporter, RoundPlan
 from collect.pairing import make_pairs
@@ -161,7 +161,8 @@ def _judge(engine: Engine, region: str | None, report: Reporter) -> LocalityJudg
 
 def store_samples_and_pairs(session: Session, evaluation: dict, version: ModelVersion, parent: ModelVersion,
                             base: ModelVersion, plan: RoundPlan) -> dict[str, int]:
-    """Store the evaluation samples as generations and pair new vs parent and new vs base for review.
+    """Store the evaluation samples as generations and pair new vs parent and new vs base for review, each pair
+    from the samples drawn here (the same prompt, decoding and seed for both sides: common random numbers).
 
     The pairs are made in a random order of their prompts, and reviewers are given a comparison's pairs oldest
     first (``collect.scheduler``), so the pairs that get votes are a simple random sample of the comparison's
@@ -173,7 +174,7 @@ def store_samples_and_pairs(session: Session, evaluation: dict, version: ModelVe
     by_label = {"new": version, "parent": parent, "base": base}
     params = evaluation["params"] | {"purpose": f"round {plan.round_id} evaluation"}
     stored: set[tuple[int, int]] = set()
-    values = []
+    values, scores = [], []
     for row in rows:
         for label, v in by_label.items():
             if (row["prompt_id"], v.id) in stored:
@@ -181,37 +182,33 @@ def store_samples_and_pairs(session: Session, evaluation: dict, version: ModelVe
             stored.add((row["prompt_id"], v.id))
             values.append({"prompt_id": row["prompt_id"], "model_version_id": v.id, "text": row["outputs"][label],
                            "params": params, "seed": evaluation["seed"]})
-    if values:
-        session.execute(insert(Generation), values)
-        session.flush()
+            scores.append(row.get("rm_scores", {}).get(label))
+    drawn = list(session.scalars(insert(Generation).returning(Generation.id, sort_by_parameter_order=True),
+                                 values)) if values else []
     prompt_ids = list(dict.fromkeys(r["prompt_id"] for r in rows))
     random.Random(evaluation["seed"]).shuffle(prompt_ids)
-    counts = {"vs_parent": make_pairs(session, prompt_ids, version, parent, round_id=plan.round_id,
-                                      seed=evaluation["seed"])}
-    if base.id != parent.id:
-        counts["vs_base"] = make_pairs(session, prompt_ids, version, base, round_id=plan.round_id,
-                                       seed=evaluation["seed"])
-    predict_pairs(session, rows, by_label, plan.round_id)
+    counts = {}
+    for key, old in (("vs_parent", parent), ("vs_base", base)):
+        if key == "vs_base" and base.id == parent.id:
+            continue
+        # the samples drawn here first (the reward model scored both); where the two came out identical, an older
+        # sample of the old version on that brief (no prediction: it stays out of the prediction-powered rate)
+        counts[key] = sum(make_pairs(session, prompt_ids, version, old, round_id=plan.round_id,
+                                     seed=evaluation["seed"], generation_ids=only) for only in (drawn, None))
+    predict_pairs(session, plan.round_id, {g: x for g, x in zip(drawn, scores, strict=True) if x is not None})
     return counts
 
 
-def predict_pairs(session: Session, rows: list[dict], by_label: dict[str, ModelVersion], round_id: int) -> int:
-    """Set ``Pair.predicted_a`` on the round's pairs whose two texts the reward model scored: P(A preferred) =
-    sigmoid(score A - score B), the Bradley–Terry reading of a reward model's scores. Returns how many were set."""
-    scores = {(row["prompt_id"], by_label[label].id, row["outputs"][label]): score
-              for row in rows for label, score in row.get("rm_scores", {}).items()}
+def predict_pairs(session: Session, round_id: int, scores: dict[int, float]) -> int:
+    """Set ``Pair.predicted_a`` on the round's pairs whose two generations the reward model scored (``scores`` by
+    generation id): P(A preferred) = sigmoid(score A − score B), the Bradley–Terry reading of a reward model's
+    scores. Returns how many were set."""
     if not scores:
         return 0
-    gen_a, gen_b = aliased(Generation), aliased(Generation)
-    pairs = session.execute(
-        select(Pair.id, Pair.prompt_id, gen_a.model_version_id, gen_a.text, gen_b.model_version_id, gen_b.text)
-        .join(gen_a, Pair.generation_a_id == gen_a.id).join(gen_b, Pair.generation_b_id == gen_b.id)
-        .where(Pair.round_id == round_id)).all()
-    values = []
-    for pair_id, prompt_id, model_a, text_a, model_b, text_b in pairs:
-        a, b = scores.get((prompt_id, model_a, text_a)), scores.get((prompt_id, model_b, text_b))
-        if a is not None and b is not None:
-            values.append({"id": pair_id, "predicted_a": float(expit(a - b))})
+    pairs = session.execute(select(Pair.id, Pair.generation_a_id, Pair.generation_b_id)
+                            .where(Pair.round_id == round_id)).all()
+    values = [{"id": pair_id, "predicted_a": float(expit(scores[a] - scores[b]))}
+              for pair_id, a, b in pairs if a in scores and b in scores]
     if values:
         session.execute(update(Pair), values)
     return len(values)

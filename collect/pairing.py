@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections.abc import Collection
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -16,23 +17,24 @@ from db.models import Generation, ModelVersion, Pair, Prompt, Region, Split
 
 def make_pairs(session: Session, prompt_ids: list[int], version_a: ModelVersion, version_b: ModelVersion | None = None,
                per_prompt: int = 1, round_id: int | None = None, seed: int = 0,
-               policy: ReviewPolicy | None = None) -> int:
+               policy: ReviewPolicy | None = None, generation_ids: Collection[int] | None = None) -> int:
     """Pair generations of ``version_a`` with those of ``version_b`` (or two of ``version_a``'s own samples).
 
     Each pair is two different, non-identical texts for the same prompt; a pair of generations is never stored
     twice (in either order) and a prompt gets at most ``per_prompt`` pairs per version pairing. Which generation
     becomes "a" is shuffled with ``seed``, and the side shown left is drawn again per reviewer assignment.
-    How many reviewers each pair wants comes from ``policy`` (default: the environment's). Returns how many pairs
-    were created.
+    How many reviewers each pair wants comes from ``policy`` (default: the environment's). ``generation_ids``, when
+    given, are the only generations paired (a round's evaluation pairs only the samples it drew). Returns how many
+    pairs were created.
     """
     version_b = version_b or version_a
     policy = policy or ReviewPolicy.from_env()
     rng = random.Random(seed)
-    gens = session.scalars(
-        select(Generation).where(Generation.prompt_id.in_(prompt_ids),
-                                 Generation.model_version_id.in_({version_a.id, version_b.id}))
-        .order_by(Generation.id)
-    ).all()
+    stmt = select(Generation).where(Generation.prompt_id.in_(prompt_ids),
+                                    Generation.model_version_id.in_({version_a.id, version_b.id}))
+    if generation_ids is not None:
+        stmt = stmt.where(Generation.id.in_(list(generation_ids)))
+    gens = session.scalars(stmt.order_by(Generation.id)).all()
     by_key: dict[tuple[int, int], list[Generation]] = {}
     for g in gens:
         by_key.setdefault((g.prompt_id, g.model_version_id), []).append(g)

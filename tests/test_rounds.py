@@ -34,13 +34,13 @@ from collect.pairing import make_pairs
 from collect.simulate import simulate_all_regions
 from collect.tags import ensure_default_tags
 from db.errors import ConfigError, NotFound, ValidationError
-from db.models import Job, JobStatus, ModelVersion, Pair, Prompt, Region, Round, Split
+from db.models import Generation, Job, JobStatus, ModelVersion, Pair, Prompt, Region, Round, Split
 from db.session import session_scope
 from db.settings import Settings
 
 REGION = "en-GB-manchester"
 # Small enough for CI (a few steps per stage), large enough that every stage really trains.
-FAST = {"round": {"min_preference_pairs": 4, "eval_prompts": 4, "review_prompts": 2, "max_new_tokens": 24,
+FAST = {"round": {"min_preference_pairs": 4, "eval_prompts": 4, "review_prompts": 6, "max_new_tokens": 24,
                   "rl_prompts": 8, "early_stopping_patience": 0},
         "sft": {"max_steps": 4, "save_steps": 2}, "reward": {"max_steps": 3}, "dpo": {"max_steps": 3},
         "rl": {"max_steps": 2, "max_completion_length": 16, "per_device_train_batch_size": 4, "num_generations": 2}}
@@ -136,7 +136,11 @@ def test_full_round_publishes_a_version_and_new_pairs(round_env, monkeypatch):
 
         pairs = s.scalars(select(Pair).where(Pair.round_id == round_id)).all()
         assert pairs and all(version.id in (p.model_a_id, p.model_b_id) for p in pairs)
-        assert all(0 <= p.predicted_a <= 1 for p in pairs)  # the round's reward model predicted every one
+        drawn = set(s.scalars(select(Generation.id).where(Generation.params["purpose"].as_string()
+                                                          == f"round {round_id} evaluation")))
+        predicted = [p for p in pairs if p.generation_a_id in drawn and p.generation_b_id in drawn]
+        assert predicted and all(0 <= p.predicted_a <= 1 for p in predicted)  # the round's reward model's guess
+        assert all(p.predicted_a is None for p in pairs if p not in predicted)  # older samples: never scored
         splits = set(s.scalars(select(Prompt.split).where(Prompt.id.in_([p.prompt_id for p in pairs]))))
         assert splits == {Split.train, Split.val, Split.test}  # val pairs: next round's validation votes
 
