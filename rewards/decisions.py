@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,8 +64,32 @@ def comparison_ppi(pairs: pd.DataFrame, new_id: int) -> PPIWinRate | None:
     return ppi_win_rate(y[voted].to_numpy(), yhat[voted].to_numpy(), yhat[unvoted].to_numpy())
 
 
-def _with_all_regions(pairs: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
-    return [(ALL_REGIONS, pairs), *((code, group) for code, group in pairs.groupby("region", sort=True))]
+def _row(ppi: PPIWinRate, goal: float) -> dict:
+    more = ppi.more_votes(goal)
+    return {"n": ppi.n, "n_unlabelled": ppi.n_unlabelled, "rate": ppi.rate, "low": ppi.low, "high": ppi.high,
+            "effective_votes": ppi.effective_votes, "human_rate": ppi.human.rate, "human_low": ppi.human.low,
+            "human_high": ppi.human.high, "agreement": ppi.agreement, "more_votes": np.nan if more is None else more}
+
+
+def stratified(parts: list[PPIWinRate], goal: float = GOAL_HALF_WIDTH) -> dict:
+    """Several regions' prediction-powered rates as one across regions: each region weighs its share of the
+    comparison's pairs, and the variances add with the squared weights (a stratified estimate). Pooling the pairs
+    instead would be biased: regions vote on different shares of their pairs, so the pooled voted pairs are no
+    random sample of the pooled pairs. ``more_votes`` scales today's variance: votes spread like today's."""
+    sizes = np.array([p.n + p.n_unlabelled for p in parts], dtype=float)
+    w = sizes / sizes.sum()
+    rate = float(np.dot(w, [p.rate for p in parts]))
+    half = math.sqrt(float(np.dot(w**2, [p.half_width**2 for p in parts])))
+    n = sum(p.n for p in parts)
+    human = win_rate_counts(*(sum(getattr(p.human, k) for p in parts) for k in ("wins", "ties", "losses")))
+    agreements = [(p.agreement, p.n) for p in parts if p.agreement is not None]
+    unreachable = any(p.more_votes(goal) is None for p in parts)
+    return {"n": n, "n_unlabelled": sum(p.n_unlabelled for p in parts), "rate": rate,
+            "low": max(0.0, rate - half), "high": min(1.0, rate + half),
+            "effective_votes": n * ((human.high - human.low) / 2 / half) ** 2, "human_rate": human.rate,
+            "human_low": human.low, "human_high": human.high,
+            "agreement": sum(a * k for a, k in agreements) / sum(k for _, k in agreements) if agreements else None,
+            "more_votes": np.nan if unreachable else max(0, math.ceil(n * (half / goal) ** 2) - n)}
 
 
 def prediction_powered_win_rates(pairs: pd.DataFrame, versions: pd.DataFrame,
@@ -72,7 +97,8 @@ def prediction_powered_win_rates(pairs: pd.DataFrame, versions: pd.DataFrame,
     """One row per (region, version, opponent) whose comparison has at least ``MIN_LABELLED`` voted pairs with
     predictions: the PPI++ rate and 95% interval, the human-only rate of the same voted pairs, the votes the
     interval is worth (``effective_votes``) and the votes still needed for ±``goal`` (``more_votes``; NaN when the
-    predictions alone are too few to get there)."""
+    predictions alone are too few to get there). The ``ALL_REGIONS`` row combines the regions by ``stratified``,
+    and is left out while one of them has too few votes."""
     if pairs.empty or versions.empty:
         return pd.DataFrame(columns=PREDICTED_COLUMNS)
     rows = []
@@ -80,17 +106,16 @@ def prediction_powered_win_rates(pairs: pd.DataFrame, versions: pd.DataFrame,
         new, old = int(m["version_id"]), int(m["opponent_id"])
         mine = pairs[((pairs["model_a"] == new) & (pairs["model_b"] == old))
                      | ((pairs["model_a"] == old) & (pairs["model_b"] == new))]
-        for region, group in _with_all_regions(mine) if not mine.empty else []:
-            ppi = comparison_ppi(group, new)
-            if ppi is None:
-                continue
-            more = ppi.more_votes(goal)
-            rows.append({"region": region, "version_id": new, "version": m["version"], "opponent": m["opponent"],
-                         "opponent_id": old, "opponent_version": m["opponent_version"], "n": ppi.n,
-                         "n_unlabelled": ppi.n_unlabelled, "rate": ppi.rate, "low": ppi.low, "high": ppi.high,
-                         "effective_votes": ppi.effective_votes, "human_rate": ppi.human.rate,
-                         "human_low": ppi.human.low, "human_high": ppi.human.high, "agreement": ppi.agreement,
-                         "more_votes": np.nan if more is None else more})
+        if mine.empty:
+            continue
+        per_region = {code: comparison_ppi(group, new) for code, group in mine.groupby("region", sort=True)}
+        found = {code: _row(ppi, goal) for code, ppi in per_region.items() if ppi is not None}
+        if found and len(found) == len(per_region):
+            parts = list(per_region.values())
+            found = {ALL_REGIONS: _row(parts[0], goal) if len(parts) == 1 else stratified(parts, goal)} | found
+        key = {"version_id": new, "version": m["version"], "opponent": m["opponent"], "opponent_id": old,
+               "opponent_version": m["opponent_version"]}
+        rows += [{"region": code} | key | row for code, row in found.items()]
     return pd.DataFrame(rows, columns=PREDICTED_COLUMNS)
 
 
