@@ -6,6 +6,7 @@ settings from TRL's docs. Unknown keys and values of the wrong type are errors b
     round:                 # RoundSettings (ours): which stages run, data and evaluation sizes
       stages: [sft, reward, dpo, rl]
       rl_algorithm: grpo
+      vote_weighting: reliability   # votes count by their reviewer's reliability (default: none, every vote 1)
     lora:   {r: 16, lora_alpha: 32}
     sft:    {num_train_epochs: 1, learning_rate: 2.0e-4}
     reward: {num_train_epochs: 2}
@@ -34,6 +35,7 @@ from db.errors import ConfigError
 
 STAGE_ORDER = ("sft", "reward", "dpo", "rl")
 RL_ALGORITHMS = ("grpo", "rloo")
+VOTE_WEIGHTINGS = ("none", "reliability")
 
 
 @dataclass
@@ -52,6 +54,9 @@ class RoundSettings:
         "help": "SFT and DPO train on what is new since the parent plus this many older rows per new row (replay)"})
     rule_reward_weight: float = field(default=1.0, metadata={"help": "weight of rewards/rules.py in RL"})
     model_reward_weight: float = field(default=1.0, metadata={"help": "weight of the reward model in RL"})
+    vote_weighting: str = field(default="none", metadata={
+        "help": "none: every vote counts 1; reliability: each counts its reviewer's reliability in the region "
+                "(Dawid-Skene on votes and gold pairs), in the reward model's margin and as per-pair DPO weights"})
     early_stopping_patience: int = field(default=2, metadata={"help": "evaluations without val-loss gain; 0 = off"})
     eval_prompts: int = field(default=24, metadata={"help": "test-split prompts scored per version in evaluation"})
     review_prompts: int = field(default=12, metadata={"help": "train-split prompts that get new pairs"})
@@ -75,6 +80,8 @@ class RoundSettings:
         self.stages = [s for s in STAGE_ORDER if s in self.stages]  # always run in pipeline order
         if self.rl_algorithm not in RL_ALGORITHMS:
             raise ConfigError(f"round.rl_algorithm: {self.rl_algorithm!r} is not one of {list(RL_ALGORITHMS)}")
+        if self.vote_weighting not in VOTE_WEIGHTINGS:
+            raise ConfigError(f"round.vote_weighting: {self.vote_weighting!r} is not one of {list(VOTE_WEIGHTINGS)}")
         if self.launcher not in ("inline", "accelerate"):
             raise ConfigError(f"round.launcher: {self.launcher!r} is not one of ['inline', 'accelerate']")
         for name in ("min_preference_pairs", "rl_prompts", "eval_prompts", "review_prompts", "review_val_prompts",

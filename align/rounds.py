@@ -52,8 +52,9 @@ from align.registry import BASE_VERSION, ensure_base_version, get_version
 from align.reports import reward_model_text
 from align.stages import StageCancelled, StageInputs, StageResult, read_result, run_stage
 from collect.auth import CurrentUser, require
-from collect.datasets import DatasetFilter, preference_rows, rankings_at_their_weight, sft_rows
+from collect.datasets import DatasetFilter, PreferenceStats, preference_rows, rankings_at_their_weight, sft_rows
 from collect.prompting import BriefContext, dataset_prompt
+from collect.reliability import reviewer_reliability
 from db.errors import GeoAlignError, NotFound, ValidationError
 from db.lookups import get_region
 from db.models import AuditEvent, Job, JobStatus, ModelVersion, Prompt, Region, Round, Split, utcnow
@@ -389,6 +390,10 @@ def snapshot_datasets(engine: Engine, plan: RoundPlan, workdir: Path) -> dict[st
       parent's data, which would only push the same pairs further each round. A first round has no parent
       adapter: everything is new.
     - The reward model starts afresh from its backbone every round, so it trains on every vote so far.
+    - With ``round.vote_weighting: reliability`` every preference file is built with each reviewer's reliability
+      per region, estimated once from all train- and val-split votes of the scope (``collect.reliability``): it
+      sets the reward model's margins and the DPO rows' ``vote_weight`` (``collect.datasets``); the manifest
+      records a summary per region. With ``none`` (the default) the files are exactly as without the setting.
     - Online RL takes the next ``round.rl_prompts`` train prompts of a fixed shuffled order, wrapping around, so
       consecutive rounds practise on different briefs.
     """
@@ -402,12 +407,16 @@ def snapshot_datasets(engine: Engine, plan: RoundPlan, workdir: Path) -> dict[st
     train_filter = DatasetFilter(splits=("train",), regions=regions)
     with session_scope(engine) as session:
         fmt = plan.prompt_format
+        reliability = reviewer_reliability(session, regions) if settings.vote_weighting == "reliability" else None
+
+        def pref(f: DatasetFilter) -> tuple[list[dict], PreferenceStats]:
+            return preference_rows(session, f, fmt, reliability=reliability)
+
         files = {"sft_val": sft_rows(session, DatasetFilter(splits=("val",), regions=regions), fmt)}
         # trainers weigh rows alike: a ranking enters as k-1 of its pairs, the comparisons it is worth
-        pref_train, stats = preference_rows(session, train_filter, fmt)
+        pref_train, stats = pref(train_filter)
         pref_train = rankings_at_their_weight(pref_train)
-        pref_val = rankings_at_their_weight(
-            preference_rows(session, DatasetFilter(splits=("val",), regions=regions), fmt)[0])
+        pref_val = rankings_at_their_weight(pref(DatasetFilter(splits=("val",), regions=regions))[0])
         since = plan.parent_published_at
         if since is None:
             sft_new, sft_old = sft_rows(session, train_filter, fmt), []
@@ -415,8 +424,8 @@ def snapshot_datasets(engine: Engine, plan: RoundPlan, workdir: Path) -> dict[st
         else:
             sft_new = sft_rows(session, replace(train_filter, since=since), fmt)
             sft_old = sft_rows(session, replace(train_filter, until=since), fmt)
-            dpo_new = rankings_at_their_weight(preference_rows(session, replace(train_filter, since=since), fmt)[0])
-            dpo_old = rankings_at_their_weight(preference_rows(session, replace(train_filter, until=since), fmt)[0])
+            dpo_new = rankings_at_their_weight(pref(replace(train_filter, since=since))[0])
+            dpo_old = rankings_at_their_weight(pref(replace(train_filter, until=since))[0])
         rl = session.execute(select(Prompt, Region).join(Region, Prompt.region_id == Region.id)
                              .where(Prompt.split == Split.train, *([Region.code == plan.region] if regions else []))
                              .order_by(Prompt.content_hash)).all()
@@ -439,7 +448,10 @@ def snapshot_datasets(engine: Engine, plan: RoundPlan, workdir: Path) -> dict[st
                                      "sft_replay": len(sft_replay), "dpo_new": len(dpo_new),
                                      "dpo_replay": len(dpo_replay)},
                 "votes": stats.votes, "ties_dropped": stats.ties_dropped, "both_bad": stats.both_bad,
-                "newest_round": newest_round, "region": scope_name(plan.region), "prompt_format": fmt}
+                "newest_round": newest_round, "region": scope_name(plan.region), "prompt_format": fmt,
+                "vote_weighting": settings.vote_weighting}
+    if reliability is not None:
+        manifest["reliability"] = reliability.summary()
     tmp = manifest_path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     os.replace(tmp, manifest_path)  # written last: a half-written snapshot is rebuilt on resume
@@ -512,6 +524,9 @@ def publish(engine: Engine, plan: RoundPlan, settings: Settings, adapter: str | 
                              "region": scope_name(plan.region), "datasets": manifest["sha256"],
                              "counts": manifest["counts"], "votes": manifest["votes"],
                              "newest_round": manifest["newest_round"], "config": plan.config.to_dict(),
+                             # a manifest written before the setting existed was built without weighting
+                             "vote_weighting": manifest.get("vote_weighting", "none"),
+                             **({"reliability": manifest["reliability"]} if "reliability" in manifest else {}),
                              "reward_model": str(rm_dest) if rm_dest else None, "reward_only": reward_only})
                 session.add(version)
                 try:

@@ -18,6 +18,20 @@ Preference rules (also in the README):
   none), with ``weight`` 2/k (one ranking is k-1 comparisons' worth, see ``rewards.ranking``), ``ranking_id``, and
   ``margin`` = rank gap / (k-1) (the best over the worst is a clearer preference than two neighbours). Every other
   row has ``weight`` 1.0 and ``ranking_id`` None.
+
+With ``reliability`` (``round.vote_weighting: reliability``, estimated by ``collect.reliability``), a vote counts its
+reviewer's reliability w in [0, 1] instead of 1 (w is 1 for a reviewer without an estimate, see
+``rewards.reliability``):
+
+* the side with the larger sum of w wins; level sums (say, only random clickers' votes, at w = 0) are a tie;
+* ``weighted_agreement`` = the winners' sum of w / the number of votes (with every w = 1 it is ``agreement``), and
+  ``margin`` = weighted_agreement × the w-weighted mean strength of the winners' votes: one vote of a reviewer at
+  w = 0.3 gives a third of the margin one at w = 1 gives, where plain agreement would give both 1.0;
+* ``vote_weight``, what a weighted DPO multiplies the row's loss by, is weighted_agreement; a ranking row's
+  margin, weighted_agreement and vote_weight are its plain values × its author's w (its ``weight`` 2/k stays, for
+  ``rankings_at_their_weight``); gold and rewrite rows keep margin 1.0, with weighted_agreement and vote_weight 1.0.
+
+Without ``reliability`` the rows have neither key and are exactly as described above.
 """
 
 from __future__ import annotations
@@ -27,6 +41,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, aliased
@@ -48,6 +63,9 @@ from db.models import (
     Strength,
     Vote,
 )
+
+if TYPE_CHECKING:  # only annotated here; collect.reliability builds one
+    from rewards.reliability import Reliability
 
 STRENGTH_WEIGHT = {Strength.clear: 1.0, Strength.slight: 0.5, None: 1.0}
 
@@ -143,13 +161,14 @@ def sft_rows(session: Session, f: DatasetFilter | None = None, prompt_format: st
     return rows
 
 
-def preference_rows(session: Session, f: DatasetFilter | None = None,
-                    prompt_format: str = "conversational") -> tuple[list[dict], PreferenceStats]:
+def preference_rows(session: Session, f: DatasetFilter | None = None, prompt_format: str = "conversational",
+                    reliability: Reliability | None = None) -> tuple[list[dict], PreferenceStats]:
     """Votes aggregated into ``prompt``/``chosen``/``rejected``/``margin`` rows with metadata, and rankings as a row
     per strictly ordered pair with their ``weight`` and ``ranking_id`` (see module doc).
 
     In the conversational format ``chosen`` and ``rejected`` are one assistant message each (TRL's
-    conversational preference format); in the text format they are strings.
+    conversational preference format); in the text format they are strings. With ``reliability`` each vote counts
+    its reviewer's reliability, and rows carry ``weighted_agreement`` and ``vote_weight`` (see module doc).
     """
     _check_format(prompt_format)
     f = f or DatasetFilter()
@@ -173,7 +192,7 @@ def preference_rows(session: Session, f: DatasetFilter | None = None,
         (ranked if row[0].ranking_id is not None else by_pair[row[1].id]).append(row)
 
     stats = PreferenceStats(pairs_with_votes=len(by_pair))
-    out: list[dict] = _ranking_rows(session, ranked, prompt_format, stats)
+    out: list[dict] = _ranking_rows(session, ranked, prompt_format, stats, reliability)
     for pair_rows in by_pair.values():
         _, pair, prompt, region, text_a, text_b, name_a, name_b = pair_rows[0]
         votes = [r[0] for r in pair_rows]
@@ -184,22 +203,30 @@ def preference_rows(session: Session, f: DatasetFilter | None = None,
                 "round": pair.round_id, "split": prompt.split.value, "pair_id": pair.id, "num_votes": len(votes),
                 "weight": 1.0, "ranking_id": None}
         side = {Choice.a: (text_a, name_a), Choice.b: (text_b, name_b)}
+        # each vote's say: its reviewer's reliability in this region, or 1 for every vote without weighting
+        say = {v.id: reliability.weight(region.code, v.user_id) if reliability else 1.0 for v in votes}
+        score = {c: sum(say[v.id] for v in votes if v.choice == c) for c in (Choice.a, Choice.b)}
+        unit = {"weighted_agreement": 1.0, "vote_weight": 1.0} if reliability else {}
         if pair.is_gold and pair.gold_choice in side:  # the known answer outranks reviewers who got it wrong
             win = pair.gold_choice
             lose = Choice.b if win == Choice.a else Choice.a
             out.append(meta | {"chosen": as_completion(side[win][0]), "rejected": as_completion(side[lose][0]),
                                "margin": 1.0,
                                "agreement": round(counts[win] / len(votes), 4), "chosen_model": side[win][1],
-                               "rejected_model": side[lose][1], "kind": "gold"})
+                               "rejected_model": side[lose][1], "kind": "gold"} | unit)
             stats.pairs_kept += 1
-        elif counts[Choice.a] != counts[Choice.b]:
-            win, lose = (Choice.a, Choice.b) if counts[Choice.a] > counts[Choice.b] else (Choice.b, Choice.a)
+        elif abs(score[Choice.a] - score[Choice.b]) > 1e-9:
+            win, lose = (Choice.a, Choice.b) if score[Choice.a] > score[Choice.b] else (Choice.b, Choice.a)
             winners = [v for v in votes if v.choice == win]
             agreement = len(winners) / len(votes)
-            strength = sum(STRENGTH_WEIGHT[v.strength] for v in winners) / len(winners)
+            weighted = score[win] / len(votes)  # = agreement when every say is 1
+            strength = sum(say[v.id] * STRENGTH_WEIGHT[v.strength] for v in winners) / score[win]
+            extra = {"weighted_agreement": round(weighted, 4), "vote_weight": round(weighted, 4)} \
+                if reliability else {}
             out.append(meta | {"chosen": as_completion(side[win][0]), "rejected": as_completion(side[lose][0]),
-                               "margin": round(agreement * strength, 4), "agreement": round(agreement, 4),
-                               "chosen_model": side[win][1], "rejected_model": side[lose][1], "kind": "vote"})
+                               "margin": round(weighted * strength, 4), "agreement": round(agreement, 4),
+                               "chosen_model": side[win][1], "rejected_model": side[lose][1], "kind": "vote"}
+                       | extra)
             stats.pairs_kept += 1
         elif counts[Choice.both_bad] == len(votes):
             stats.both_bad += 1
@@ -215,12 +242,13 @@ def preference_rows(session: Session, f: DatasetFilter | None = None,
             for text, name in beaten:
                 out.append(meta | {"chosen": as_completion(v.rewrite), "rejected": as_completion(text), "margin": 1.0,
                                    "agreement": 1.0,
-                                   "chosen_model": "rewrite", "rejected_model": name, "kind": "rewrite"})
+                                   "chosen_model": "rewrite", "rejected_model": name, "kind": "rewrite"} | unit)
                 stats.rewrite_rows += 1
     return out, stats
 
 
-def _ranking_rows(session: Session, rows: list, prompt_format: str, stats: PreferenceStats) -> list[dict]:
+def _ranking_rows(session: Session, rows: list, prompt_format: str, stats: PreferenceStats,
+                  reliability: Reliability | None = None) -> list[dict]:
     """The strictly ordered pairs of rankings as preference rows (see the module docstring)."""
     if not rows:
         return []
@@ -241,13 +269,15 @@ def _ranking_rows(session: Session, rows: list, prompt_format: str, stats: Prefe
                   - order[position[(pair.rank_set_id, pair.generation_b_id)]])
         sides = [(text_a, name_a), (text_b, name_b)]
         (win, win_name), (lose, lose_name) = sides if vote.choice == Choice.a else sides[::-1]
+        say = reliability.weight(region.code, vote.user_id) if reliability else 1.0
+        extra = {"weighted_agreement": round(say, 4), "vote_weight": round(say, 4)} if reliability else {}
         out.append({"prompt": _prompt_value(prompt_format, region, prompt), "region": region.code,
                     "round": pair.round_id, "split": prompt.split.value, "pair_id": pair.id, "num_votes": 1,
                     "chosen": dataset_completion(win, prompt_format),
                     "rejected": dataset_completion(lose, prompt_format),
-                    "margin": round(gap / (len(order) - 1), 4), "agreement": 1.0, "chosen_model": win_name,
+                    "margin": round(say * gap / (len(order) - 1), 4), "agreement": 1.0, "chosen_model": win_name,
                     "rejected_model": lose_name, "kind": "ranking", "weight": vote.weight,
-                    "ranking_id": vote.ranking_id})
+                    "ranking_id": vote.ranking_id} | extra)
         stats.ranking_rows += 1
     return out
 

@@ -1,5 +1,9 @@
 """Reward model: TRL ``RewardTrainer`` on all preference pairs so far, with ``margin`` from vote strength/agreement.
 
+With ``round.vote_weighting: reliability`` the snapshot's margins are reliability-weighted agreement × strength
+(``collect.datasets``): the rows a near-random clicker alone voted for ask for almost no gap, and pairs decided by
+reliable reviewers for most of it. The trainer reads ``margin`` as ever; nothing here changes with the setting.
+
 Reports validation accuracy and accuracy on the newest round's votes alone (how well the model follows what
 reviewers say now, i.e. reward-model drift), with the previous reward model's accuracy on those votes beside it.
 Validation accuracy is the trainer's own evaluation (``eval_accuracy``) of the model it keeps: taken from training's
