@@ -204,8 +204,8 @@ def register(sub) -> None:
     p.add_argument("--version", required=True)
     p = add(dep, "promote", cmd_deploy_promote, "serve a version that has been decided to beat its parent",
             "deploy set, gated by the stopping rule: refused, with the reason, unless the version's win-rate over "
-            "its parent in the region has a 95%% lower bound above 50%% (prediction-powered where the round's "
-            "evaluation pairs allow). The audit event records the verdict. The Rounds page's 'Promote to serving' "
+            "its parent in the region has a 95% lower bound above 50% (prediction-powered where the round's "
+            "evaluation pairs allow). The audit event records the verdict. The Rounds page's Promote button "
             "runs the same code.")
     p.add_argument("--region", required=True)
     p.add_argument("--version", required=True)
