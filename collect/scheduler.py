@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+import pandas as pd
 from sqlalchemy import Engine, Select, Update, and_, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
@@ -154,16 +155,22 @@ def count_votes(session: Session, targets: list[Target]) -> list[Target]:
             t.wins += n
         else:
             t.losses += n
+    predicted = queries.predicted_pairs(session, targets[0].region_id)  # one read for the region, not per target
     for t in targets:
-        ev = target_evidence(session, t)
+        ev = target_evidence(session, t, predicted)
         t.decided = ev is not None and (ev.low > 0.5 or ev.high < 0.5)
     return targets
 
 
-def target_evidence(session: Session, target: Target) -> Evidence | None:
+def target_evidence(session: Session, target: Target, predicted: pd.DataFrame | None = None) -> Evidence | None:
     """The interval leads see for a counted target (``rewards.decisions.evidence``): prediction-powered over the
-    comparison's evaluation pairs where enough of them are voted, else the votes' own; None before any vote."""
-    pairs = queries.predicted_pairs(session, target.region_id, (target.new_id, target.old_id))
+    comparison's evaluation pairs where enough of them are voted, else the votes' own; None before any vote.
+    ``predicted``: the region's ``queries.predicted_pairs``, when the caller has read them already."""
+    if predicted is None:
+        predicted = queries.predicted_pairs(session, target.region_id, (target.new_id, target.old_id))
+    ends = {target.new_id, target.old_id}
+    pairs = predicted[predicted["model_a"].isin(ends) & predicted["model_b"].isin(ends)
+                      & (predicted["model_a"] != predicted["model_b"])]
     ppi = comparison_ppi(pairs, target.new_id) if not pairs.empty else None
     return evidence(target.wins, target.ties, target.losses, ppi)
 
